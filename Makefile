@@ -1,0 +1,29 @@
+# One-command entry points. `make demo` and `make test` install everything they need first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml setup.py package.xml $(wildcard msg/*.msg)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	# trackeval declares opencv-python and matplotlib, which MOTS scoring does not use
+	$(BIN)/pip install -q --no-deps trackeval==1.3.0
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/mots-ros demo --out out/demo
+
+bench: install
+	$(BIN)/mots-ros bench --out benchmarks/latest.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info mots_ros/msg mots_ros/*.so out

@@ -1,0 +1,49 @@
+"""From an instance map to one PointTrack embedding per instance (spec §5, §6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mots_ros.backends import InferenceBackend
+from mots_ros.config import EmbeddingConfig
+from mots_ros.embedding.points import PointClouds, sample_points
+from mots_ros.errors import InputError
+
+
+class Embedder:
+    """Point sampling plus the PointTrack network, batched over all instances of a frame.
+
+    Args:
+        backend: runs the network, ``(K, N, 8), (K, 4) -> (K, 32)``.
+        config: point budget, context ratio and the sampling seed.
+    """
+
+    def __init__(self, backend: InferenceBackend, config: EmbeddingConfig | None = None):
+        self.backend = backend
+        self.config = config or EmbeddingConfig()
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def reseed(self) -> None:
+        """Restarts the sampling generator, so a replay reproduces the same embeddings."""
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def sample(self, labels: np.ndarray, image_rgb: np.ndarray) -> PointClouds:
+        """Point clouds of every instance; colours are taken in BGR order, as published."""
+        cfg = self.config
+        return sample_points(
+            labels,
+            image_rgb[..., ::-1],
+            self.rng,
+            num_foreground=cfg.num_foreground_points,
+            num_environment=cfg.num_environment_points,
+            context_ratio=cfg.context_ratio,
+        )
+
+    def embed(self, clouds: PointClouds) -> np.ndarray:
+        """``(K, 32) float32`` embeddings; an empty frame gives ``(0, 32)`` without running the network."""
+        if clouds.points.shape[0] == 0:
+            return np.zeros((0, 32), np.float32)
+        embeddings = self.backend.run(clouds.points, clouds.boxes)
+        if embeddings.ndim != 2 or embeddings.shape[0] != clouds.points.shape[0]:
+            raise InputError(f"embedding network returned shape {embeddings.shape} for {clouds.points.shape[0]} instances")
+        return embeddings.astype(np.float32, copy=False)

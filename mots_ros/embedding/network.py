@@ -1,0 +1,133 @@
+"""PointTrack embedding network (spec §6, the official ``TrackerOffsetEmb``).
+
+The module's state_dict keys and shapes, in registration order, equal the official car checkpoint
+(``reference/pointtrack_car_state_dict.json`` without ``module.``). All convolutions are kernel-1
+Conv1d, i.e. MLPs shared across points, so the network accepts any number of points; the published
+split is 1000 foreground then 500 environment points per instance.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Published point budget per instance (spec §5).
+NUM_FOREGROUND_POINTS = 1000
+NUM_ENVIRONMENT_POINTS = 500
+EMBEDDING_DIM = 32
+
+
+def location_encoding(boxes: torch.Tensor) -> torch.Tensor:
+    """Sinusoidal 64-d encoding of normalised boxes (spec §6.1).
+
+    Args:
+        boxes: ``(K, 4)`` boxes ``[x0/1242, y0/375, x1/1242, y1/375]``.
+
+    Returns:
+        ``(K, 64)``: 32 sines then 32 cosines; within each half, 8 frequencies for cx, then cy,
+        w, h. The published code adds 1 to the *normalised* width and height; kept on purpose.
+    """
+    x0, y0, x1, y1 = boxes.unbind(1)
+    values = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) + 1, (y1 - y0) + 1], 1)
+    frequencies = 1000.0 ** (-torch.arange(8, dtype=boxes.dtype, device=boxes.device) / 8)
+    angles = (100.0 * values)[:, :, None] * frequencies[None, None, :]
+    angles = angles.reshape(boxes.shape[0], 32)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], 1)
+
+
+def _conv(cin: int, cout: int) -> nn.Conv1d:
+    return nn.Conv1d(cin, cout, 1)
+
+
+class EnvironmentBranch(nn.Module):
+    """Environment-point features, no BatchNorm (official ``PointFeatFuse3P``, spec §6.3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2, self.conv3 = _conv(2, 64), _conv(64, 128), _conv(128, 128)
+        self.e_conv1, self.e_conv2, self.e_conv3 = _conv(3, 64), _conv(64, 128), _conv(128, 256)
+        self.t_conv1, self.t_conv2, self.t_conv3 = _conv(3, 64), _conv(64, 128), _conv(128, 128)
+        self.conv4, self.conv5, self.conv6 = _conv(512, 256), _conv(256, 512), _conv(512, 256)
+
+    def forward(self, offsets: torch.Tensor, colours: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv3(F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(offsets))))))
+        e = F.leaky_relu(self.e_conv3(F.leaky_relu(self.e_conv2(F.leaky_relu(self.e_conv1(colours))))))
+        t = F.leaky_relu(self.t_conv3(F.leaky_relu(self.t_conv2(F.leaky_relu(self.t_conv1(categories))))))
+        features = torch.cat([x, e, t], 1)
+        features = F.leaky_relu(self.conv4(features))
+        features = F.leaky_relu(self.conv5(features))
+        features = F.leaky_relu(self.conv6(features))
+        return torch.amax(features, 2)  # (K, 256)
+
+
+class PointFeatureNet(nn.Module):
+    """Foreground branch, environment branch and fusion head (official ``PoseNetFeatOffsetEmb``)."""
+
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM):
+        super().__init__()
+        # Registration order matters only for readability of state dicts; it follows the official one.
+        self.borderConv = EnvironmentBranch()
+        self.conv1, self.conv2, self.conv3 = _conv(2, 64), _conv(64, 128), _conv(128, 256)
+        self.conv1_bn, self.conv2_bn, self.conv3_bn = nn.BatchNorm1d(64), nn.BatchNorm1d(128), nn.BatchNorm1d(256)
+        self.e_conv1, self.e_conv2, self.e_conv3 = _conv(3, 64), _conv(64, 128), _conv(128, 256)
+        self.e_conv1_bn, self.e_conv2_bn, self.e_conv3_bn = nn.BatchNorm1d(64), nn.BatchNorm1d(128), nn.BatchNorm1d(256)
+        self.conv4, self.conv5, self.conv6 = _conv(512, 256), _conv(256, 512), _conv(512, 64)
+        self.conv4_bn, self.conv5_bn = nn.BatchNorm1d(256), nn.BatchNorm1d(512)
+        self.conv7, self.conv8, self.conv9 = _conv(512, 256), _conv(256, 512), _conv(512, 64)
+        self.conv7_bn, self.conv8_bn = nn.BatchNorm1d(256), nn.BatchNorm1d(512)
+        self.conv_weight = _conv(128, 1)
+        self.last_emb = nn.Sequential(nn.Linear(960, 256), nn.LeakyReLU(), nn.Linear(256, embedding_dim))
+
+    def forward(self, foreground: torch.Tensor, environment: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        # foreground: (K, 5, Nf) = colours 0-2, offsets 3-4; environment: (K, 8, Ne).
+        colours, offsets = foreground[:, 0:3], foreground[:, 3:5]
+        x = F.leaky_relu(self.conv1_bn(self.conv1(offsets)))
+        x = F.leaky_relu(self.conv2_bn(self.conv2(x)))
+        x = F.leaky_relu(self.conv3_bn(self.conv3(x)))
+        e = F.leaky_relu(self.e_conv1_bn(self.e_conv1(colours)))
+        e = F.leaky_relu(self.e_conv2_bn(self.e_conv2(e)))
+        e = F.leaky_relu(self.e_conv3_bn(self.e_conv3(e)))
+        point_features = torch.cat([x, e], 1)  # (K, 512, Nf): offset features first
+
+        branch_a = F.leaky_relu(self.conv4_bn(self.conv4(point_features)))
+        branch_a = F.leaky_relu(self.conv5_bn(self.conv5(branch_a)))
+        branch_a = F.leaky_relu(self.conv6(branch_a))
+        branch_b = F.leaky_relu(self.conv7_bn(self.conv7(point_features)))
+        branch_b = F.leaky_relu(self.conv8_bn(self.conv8(branch_b)))
+        branch_b = F.leaky_relu(self.conv9(branch_b))
+
+        attention = torch.softmax(self.conv_weight(torch.cat([branch_a, branch_b], 1)), dim=2)  # (K, 1, Nf)
+        pooled_average = torch.mean(branch_a, 2)
+        pooled_max = torch.amax(branch_b, 2)
+        attended = torch.sum(point_features * attention, 2)  # (K, 512)
+
+        env = self.borderConv(environment[:, 3:5], environment[:, 0:3], environment[:, 5:8])
+        fused = torch.cat([pooled_average, pooled_max, attended, env, location_encoding(boxes)], 1)  # (K, 960)
+        return self.last_emb(fused)
+
+
+class PointTrackNet(nn.Module):
+    """PointTrack instance embedding: point clouds and boxes to appearance vectors.
+
+    Args:
+        num_foreground_points: how many leading points of each cloud are foreground (1000 published).
+
+    ``forward(points, boxes)``:
+        points: ``(K, Nf + Ne, 8) float32`` clouds from :func:`mots_ros.embedding.sample_points`:
+            foreground rows ``[B, G, R, dv, du, 0, 0, 0]`` then environment rows
+            ``[B, G, R, dv, du, e0, e1, e2]``.
+        boxes: ``(K, 4)`` normalised boxes (see :func:`location_encoding`).
+        returns: ``(K, 32)`` raw (unnormalised) embeddings; association uses Euclidean distance.
+    """
+
+    def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS):
+        super().__init__()
+        self.num_foreground_points = int(num_foreground_points)
+        self.point_feat = PointFeatureNet()
+
+    def forward(self, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        split = self.num_foreground_points
+        foreground = points[:, :split, :5].transpose(1, 2)
+        environment = points[:, split:, :].transpose(1, 2)
+        return self.point_feat(foreground, environment, boxes)

@@ -1,0 +1,85 @@
+"""From an RGB frame to an instance map: preprocessing, the network and clustering (spec §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mots_ros.backends import InferenceBackend
+from mots_ros.config import SegmentationConfig
+from mots_ros.errors import InputError
+from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scores
+
+
+def pad_image(image_rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pads ``(H, W, 3)`` on the right and bottom to ``(height, width, 3)`` by edge replication."""
+    pad_rows, pad_cols = height - image_rgb.shape[0], width - image_rgb.shape[1]
+    if pad_rows == 0 and pad_cols == 0:
+        return image_rgb
+    return np.pad(image_rgb, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="edge")
+
+
+def to_network_input(image_rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(1, 3, height, width) float32`` RGB in [0, 1], edge-padded; no mean/std normalisation (spec §3.1)."""
+    padded = pad_image(image_rgb, height, width)
+    return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One frame's instances.
+
+    Attributes:
+        labels: ``(H, W) int32`` instance map, 0 = background.
+        instance_ids: ``(K,)`` ids present in ``labels``, ascending.
+        scores: ``(K,) float32`` seed score of each instance's centre.
+    """
+
+    labels: np.ndarray
+    instance_ids: np.ndarray
+    scores: np.ndarray
+
+
+class Segmenter:
+    """SpatialEmbedding inference: pad, run the network, crop back, cluster.
+
+    Args:
+        backend: runs the network, ``(1, 3, H', W') -> (1, C, H', W')``.
+        config: clustering constants and the optional fixed input size.
+    """
+
+    def __init__(self, backend: InferenceBackend, config: SegmentationConfig | None = None):
+        self.backend = backend
+        self.config = config or SegmentationConfig()
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The padded network input size for a frame: the fixed size, or the next multiples of 8."""
+        fixed = (self.config.input_height, self.config.input_width)
+        if fixed != (0, 0):
+            if height > fixed[0] or width > fixed[1]:
+                raise InputError(
+                    f"frame {height}x{width} is larger than the fixed network input {fixed[0]}x{fixed[1]} "
+                    "(segmentation.input_height/input_width); set them to 0 or export a larger model"
+                )
+            return fixed
+        return -(-height // 8) * 8, -(-width // 8) * 8
+
+    def predict_raw(self, image_rgb: np.ndarray) -> np.ndarray:
+        """``(C, H, W) float32`` raw network output for an ``(H, W, 3) uint8`` RGB frame."""
+        height, width = image_rgb.shape[:2]
+        network_input = to_network_input(image_rgb, *self.input_size(height, width))
+        raw = self.backend.run(network_input)
+        if raw.ndim != 4 or raw.shape[0] != 1 or raw.shape[2:] != network_input.shape[2:]:
+            raise InputError(f"segmentation network returned shape {raw.shape} for input {network_input.shape}")
+        raw = raw[0, :, :height, :width]
+        check_raw_output(raw, self.config.n_sigma)
+        return raw
+
+    def cluster(self, raw: np.ndarray) -> Segmentation:
+        """Clusters a raw output into instances (spec §3.2)."""
+        cfg = self.config
+        labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, cfg.min_pixel, cfg.n_sigma)
+        instance_ids = np.unique(labels)
+        instance_ids = instance_ids[instance_ids > 0]
+        return Segmentation(labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores)

@@ -1,0 +1,1 @@
+"""Synthetic data: ideal network outputs for tests and benchmarks, and driving-like sequences."""

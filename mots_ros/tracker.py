@@ -1,0 +1,262 @@
+"""Online association of instances into tracks (PointTrack's TrackHelper, spec §7).
+
+Per frame:
+
+1. drop tracks unmatched for longer than ``max_age`` (in frames or seconds);
+2. with no detections, stop; with no live tracks, every detection starts a track;
+3. similarity = Σ weight_i · cue_i(detection, track), a list of weighted cues. The published
+   system uses two: ``α · (β − ‖e_det − e_track‖)`` and ``γ · IoU(mask_det, mask_track)``, both
+   against the track's *last* match (no averaging, no motion model);
+4. Hungarian assignment on ``cost = max(sim) − sim`` with pairs at ``sim <= τ`` (or of another
+   class) priced 1e9 and discarded afterwards;
+5. matched tracks take the detection's embedding and mask; every other detection starts a track
+   at once (no confirmation delay). Track ids are never reused, not even across resets.
+
+When time goes backwards (a bag looped, a replay restarted), the tracker resets and its
+``epoch`` increments.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mots_ros.config import TrackerConfig
+from mots_ros.datatypes import Instance, TrackedInstance, TrackState
+from mots_ros.masks import decode_rle, encode_rle, mask_iou
+
+logger = logging.getLogger(__name__)
+
+_FORBIDDEN_COST = 1e9  # munkres' "never" price in the published code
+
+
+@dataclass
+class Track:
+    """A live track: its identity and what it looked like at its last match."""
+
+    track_id: int
+    class_id: int
+    embedding: np.ndarray
+    rle: dict
+    last_time: float  # frame number or seconds, in the tracker's age unit
+    last_frame_serial: int  # which processed frame it was last matched in
+    state: TrackState = TrackState.TENTATIVE
+    matches: int = 1
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """What cues may need besides detections and tracks."""
+
+    frame_serial: int  # counts processed frames in this epoch; consecutive frames differ by 1
+    flow: np.ndarray | None = None  # (H, W, 2) float32, previous frame -> this frame
+
+
+class AssociationCue(Protocol):
+    """One weighted term of the similarity between detections and tracks."""
+
+    name: str
+    weight: float
+
+    def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
+        """``(len(detections), len(tracks))`` unweighted similarity; higher means more alike."""
+        ...
+
+
+@dataclass
+class EmbeddingCue:
+    """``offset − ‖e_det − e_track‖₂`` (spec §7.2; weight α, offset β)."""
+
+    weight: float
+    offset: float
+    name: str = "embedding"
+
+    def similarity(self, detections, tracks, context):
+        det = np.stack([d.embedding for d in detections]).astype(np.float64)
+        trk = np.stack([t.embedding for t in tracks]).astype(np.float64)
+        distance = np.sqrt(np.maximum(((det[:, None, :] - trk[None, :, :]) ** 2).sum(-1), 0.0))
+        return self.offset - distance
+
+
+@dataclass
+class MaskIoUCue:
+    """IoU between the detection's mask and the track's last mask (spec §7.2; weight γ)."""
+
+    weight: float
+    name: str = "mask_iou"
+
+    def similarity(self, detections, tracks, context):
+        return mask_iou([d.rle for d in detections], [t.rle for t in tracks])
+
+
+@dataclass
+class FlowIoUCue:
+    """IoU between the detection and the track's last mask moved forward by optical flow.
+
+    Only tracks matched in the previous frame can be warped (the flow spans one frame); for the
+    others, and for frames without flow, this cue equals the plain mask IoU.
+    """
+
+    weight: float
+    name: str = "flow_iou"
+
+    def similarity(self, detections, tracks, context):
+        det_rles = [d.rle for d in detections]
+        if context.flow is None:
+            return mask_iou(det_rles, [t.rle for t in tracks])
+        track_rles = [
+            encode_rle(warp_mask(decode_rle(t.rle), context.flow))
+            if t.last_frame_serial == context.frame_serial - 1
+            else t.rle
+            for t in tracks
+        ]
+        return mask_iou(det_rles, track_rles)
+
+
+def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Moves each true pixel of ``mask`` by ``flow`` (dx, dy), rounding to the nearest pixel."""
+    height, width = mask.shape
+    rows, cols = np.nonzero(mask)
+    moved_cols = np.rint(cols + flow[rows, cols, 0]).astype(np.int64)
+    moved_rows = np.rint(rows + flow[rows, cols, 1]).astype(np.int64)
+    keep = (moved_rows >= 0) & (moved_rows < height) & (moved_cols >= 0) & (moved_cols < width)
+    warped = np.zeros_like(mask, dtype=bool)
+    warped[moved_rows[keep], moved_cols[keep]] = True
+    return warped
+
+
+def cues_from_config(config: TrackerConfig) -> list[AssociationCue]:
+    """The published cues with the configured constants, plus flow IoU when its weight is > 0."""
+    cues: list[AssociationCue] = [
+        EmbeddingCue(weight=config.reid_scale, offset=config.reid_offset),
+        MaskIoUCue(weight=config.mask_iou_weight),
+    ]
+    if config.flow_iou_weight > 0:
+        cues.append(FlowIoUCue(weight=config.flow_iou_weight))
+    return cues
+
+
+class Tracker:
+    """Online tracker. ``update`` takes one frame's instances and returns them with track ids.
+
+    Args:
+        config: constants (see :class:`mots_ros.config.TrackerConfig` and the presets).
+        cues: the similarity terms; defaults to :func:`cues_from_config`.
+
+    Attributes:
+        epoch: increments at every reset.
+        tracks: the live tracks.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, cues: Sequence[AssociationCue] | None = None):
+        self.config = config or TrackerConfig()
+        self.cues = list(cues) if cues is not None else cues_from_config(self.config)
+        self.epoch = 0
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_stamp_ns: int | None = None
+        self._last_frame_index: int | None = None
+        self._frame_serial = 0
+
+    def reset(self) -> None:
+        """Forgets every track and starts a new epoch; ids keep counting up."""
+        self.tracks = []
+        self.epoch += 1
+        self._last_stamp_ns = None
+        self._last_frame_index = None
+        self._frame_serial = 0
+
+    def update(
+        self,
+        instances: Sequence[Instance],
+        *,
+        stamp_ns: int,
+        frame_index: int | None = None,
+        flow: np.ndarray | None = None,
+    ) -> list[TrackedInstance]:
+        """Associates one frame's instances with the live tracks.
+
+        Args:
+            instances: this frame's detections, each with an embedding and an RLE mask.
+            stamp_ns: the frame's time; a stamp earlier than the previous one resets the tracker.
+            frame_index: the frame number, used as time when ``age_unit`` is ``frames``. Without
+                it, frames are numbered in arrival order.
+            flow: optional optical flow from the previous frame to this one, for flow cues.
+
+        Returns:
+            One TrackedInstance per input instance, in the same order.
+        """
+        self.observe_time(stamp_ns, frame_index)
+        self._frame_serial += 1
+        now = self._time_of(stamp_ns, frame_index)
+        self.tracks = [t for t in self.tracks if now - t.last_time <= self.config.max_age]
+        if not instances:
+            return []
+
+        assignment = self._associate(instances, FrameContext(self._frame_serial, flow)) if self.tracks else {}
+        results = []
+        for det_index, instance in enumerate(instances):
+            if det_index in assignment:
+                track = self.tracks[assignment[det_index]]
+                track.embedding, track.rle = instance.embedding, instance.rle
+                track.last_time, track.last_frame_serial = now, self._frame_serial
+                track.matches += 1
+                track.state = TrackState.CONFIRMED
+            else:
+                track = Track(
+                    track_id=self._next_id,
+                    class_id=instance.class_id,
+                    embedding=instance.embedding,
+                    rle=instance.rle,
+                    last_time=now,
+                    last_frame_serial=self._frame_serial,
+                )
+                self._next_id += 1
+                self.tracks.append(track)
+            results.append(TrackedInstance(track_id=track.track_id, state=track.state, instance=instance))
+        return results
+
+    def similarity(self, instances: Sequence[Instance], context: FrameContext) -> np.ndarray:
+        """``(n_det, n_track)`` weighted similarity; -inf where classes differ."""
+        total = np.zeros((len(instances), len(self.tracks)), np.float64)
+        for cue in self.cues:
+            if cue.weight:
+                total += cue.weight * np.asarray(cue.similarity(instances, self.tracks, context), np.float64)
+        det_class = np.array([d.class_id for d in instances])
+        track_class = np.array([t.class_id for t in self.tracks])
+        total[det_class[:, None] != track_class[None, :]] = -np.inf
+        return total
+
+    def _associate(self, instances: Sequence[Instance], context: FrameContext) -> dict[int, int]:
+        sim = self.similarity(instances, context)
+        allowed = np.isfinite(sim) & (sim > self.config.threshold)
+        if not allowed.any():
+            return {}
+        cost = np.where(allowed, sim[allowed].max() - sim, _FORBIDDEN_COST)
+        det_indices, track_indices = linear_sum_assignment(cost)
+        return {int(d): int(t) for d, t in zip(det_indices, track_indices) if allowed[d, t]}
+
+    def observe_time(self, stamp_ns: int, frame_index: int | None = None) -> bool:
+        """Notes a frame's time; resets (new epoch) and returns True if time went backwards."""
+        went_back = self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns
+        went_back |= (
+            self.config.age_unit == "frames"
+            and frame_index is not None
+            and self._last_frame_index is not None
+            and frame_index < self._last_frame_index
+        )
+        if went_back:
+            logger.info("time went backwards (stamp %d after %s): tracker reset", stamp_ns, self._last_stamp_ns)
+            self.reset()
+        self._last_stamp_ns = stamp_ns
+        self._last_frame_index = frame_index
+        return went_back
+
+    def _time_of(self, stamp_ns: int, frame_index: int | None) -> float:
+        if self.config.age_unit == "seconds":
+            return stamp_ns * 1e-9
+        return float(frame_index if frame_index is not None else self._frame_serial)

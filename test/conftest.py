@@ -1,0 +1,36 @@
+"""Shared fixtures. Data under ../shared is found by path, never copied into the project."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MOTS_SHARED_DIR", REPO.parent / "shared"))
+REFERENCE = SHARED / "reference"
+MOTS20 = Path(os.environ.get("MOTS20_DIR", SHARED / "data" / "mots20"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def mots20() -> Path:
+    if not (MOTS20 / "instances_txt").is_dir():
+        pytest.skip(f"MOTS20 data not found at {MOTS20} (set MOTS20_DIR)")
+    return MOTS20
+
+
+def load_manifest(name: str) -> list[tuple[str, list[int]]]:
+    """``(key without 'module.', shape)`` of a reference state-dict manifest, in order."""
+    path = REFERENCE / name
+    if not path.is_file():
+        pytest.skip(f"reference manifest {path} not found")
+    params = json.loads(path.read_text())["params"]
+    return [(key.removeprefix("module."), shape) for key, shape in params.items()]

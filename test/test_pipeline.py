@@ -1,0 +1,152 @@
+"""The pipeline on synthetic moving blobs: stable ids, exclusive masks, clear errors."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mots_ros.backends.torch_backend import TorchBackend
+from mots_ros.config import SegmentationConfig, preset
+from mots_ros.datatypes import Frame
+from mots_ros.embedding.embedder import Embedder
+from mots_ros.embedding.network import PointTrackNet
+from mots_ros.errors import InputError
+from mots_ros.pipeline import STAGES, GivenInstances, MotsPipeline
+from mots_ros.segmentation import SpatialEmbeddingNet
+from mots_ros.segmentation.segmenter import Segmenter
+from mots_ros.synthetic.network_outputs import ideal_raw_output
+from mots_ros.tracker import Tracker
+
+HEIGHT, WIDTH = 120, 200
+COLOURS = [(220, 40, 40), (40, 220, 40), (40, 40, 220)]
+
+
+class PerfectSegmentationNetwork:
+    """Stands in for a trained SpatialEmbeddingNet: reads blobs off their colours."""
+
+    name = "ideal"
+
+    def run(self, network_input):
+        image = (network_input[0].transpose(1, 2, 0) * 255).round().astype(int)
+        labels = np.zeros(image.shape[:2], np.int32)
+        for instance_id, colour in enumerate(COLOURS, start=1):
+            labels[(np.abs(image - colour).sum(-1) < 30)] = instance_id
+        return ideal_raw_output(labels)[None]
+
+
+def blob_frame(step):
+    image = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+    for i, colour in enumerate(COLOURS):
+        x, y = 20 + 50 * i + 3 * step, 20 + 25 * i
+        image[y : y + 30, x : x + 40] = colour
+    return image
+
+
+def make_pipeline(segmentation_network=None, config=None):
+    torch.manual_seed(0)
+    config = config or preset("car")
+    segmenter = Segmenter(segmentation_network or PerfectSegmentationNetwork(), config.segmentation)
+    return MotsPipeline(segmenter, Embedder(TorchBackend(PointTrackNet()), config.embedding), Tracker(config.tracker))
+
+
+def test_moving_blobs_keep_their_ids():
+    pipeline = make_pipeline()
+    history = []
+    for step in range(8):
+        result = pipeline.process(Frame(blob_frame(step), stamp_ns=step * 100_000_000, frame_index=step))
+        assert len(result.instances) == 3
+        union = np.zeros((HEIGHT, WIDTH), int)
+        for tracked in result.instances:
+            union += tracked.mask
+            x0, y0, x1, y1 = tracked.bbox
+            rows, cols = np.nonzero(tracked.mask)
+            assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max(), rows.max())
+            assert tracked.embedding.shape == (32,) and tracked.class_name == "car"
+        assert union.max() == 1  # masks never overlap
+        history.append(sorted((t.bbox[0], t.track_id) for t in result.instances))
+        assert set(result.latency_ms) == set(STAGES)
+    assert all([i for _, i in frame] == [1, 2, 3] for frame in history)
+
+
+def test_id_image_matches_masks():
+    result = make_pipeline().process(Frame(blob_frame(0), stamp_ns=0))
+    image = result.id_image()
+    assert image.dtype == np.uint16
+    for tracked in result.instances:
+        assert (image[tracked.mask] == tracked.track_id).all()
+    assert (image > 0).sum() == sum(t.mask.sum() for t in result.instances)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((HEIGHT, WIDTH), np.uint8), "must be \\(H, W, 3\\)"),
+        (np.zeros((HEIGHT, WIDTH, 3), np.float32), "must be uint8"),
+        (np.zeros((0, WIDTH, 3), np.uint8), "empty"),
+        ("not an image", "numpy array"),
+    ],
+)
+def test_bad_frames_raise_and_leave_the_pipeline_usable(image, message):
+    pipeline = make_pipeline()
+    first = pipeline.process(Frame(blob_frame(0), stamp_ns=0, frame_index=0))
+    with pytest.raises(InputError, match=message):
+        pipeline.process(Frame(image, stamp_ns=1, frame_index=1))
+    after = pipeline.process(Frame(blob_frame(1), stamp_ns=2, frame_index=2))
+    assert sorted(t.track_id for t in after.instances) == sorted(t.track_id for t in first.instances)
+
+
+def test_bad_flow_is_dropped_and_the_frame_goes_on(caplog):
+    pipeline = make_pipeline()
+    flow = np.full((HEIGHT, WIDTH, 2), np.nan, np.float32)
+    with caplog.at_level(logging.WARNING):
+        result = pipeline.process(Frame(blob_frame(0), stamp_ns=0, flow=flow))
+    assert len(result.instances) == 3 and "non-finite" in caplog.text
+    result = pipeline.process(Frame(blob_frame(1), stamp_ns=1, flow=np.zeros((5, 5, 2), np.float32)))
+    assert len(result.instances) == 3 and "does not match the image" in caplog.text
+
+
+def test_given_instances_skip_segmentation():
+    pipeline = make_pipeline()
+    labels = np.zeros((HEIGHT, WIDTH), np.int32)
+    labels[10:40, 10:60], labels[60:100, 100:150] = 4, 9
+    result = pipeline.process(Frame(blob_frame(0), stamp_ns=0), GivenInstances(labels, {4: 2, 9: 2}))
+    assert [t.class_id for t in result.instances] == [2, 2] and "segmentation_network" not in result.latency_ms
+    with pytest.raises(InputError, match="have no class id"):
+        pipeline.process(Frame(blob_frame(0), stamp_ns=1), GivenInstances(labels, {4: 2}))
+    with pytest.raises(InputError, match="integer"):
+        pipeline.process(Frame(blob_frame(0), stamp_ns=2), GivenInstances(labels[:10], {4: 2, 9: 2}))
+
+
+def test_reset_starts_a_new_epoch_and_reproduces_embeddings():
+    pipeline = make_pipeline()
+    first = pipeline.process(Frame(blob_frame(0), stamp_ns=0))
+    pipeline.reset()
+    again = pipeline.process(Frame(blob_frame(0), stamp_ns=0))
+    assert again.tracker_epoch == first.tracker_epoch + 1
+    np.testing.assert_array_equal(first.instances[0].embedding, again.instances[0].embedding)
+
+
+def test_time_going_backwards_reseeds_sampling_too():
+    pipeline = make_pipeline()
+    first = pipeline.process(Frame(blob_frame(0), stamp_ns=10))
+    pipeline.process(Frame(blob_frame(1), stamp_ns=20))
+    replay = pipeline.process(Frame(blob_frame(0), stamp_ns=10))
+    assert replay.tracker_epoch == 1
+    np.testing.assert_array_equal(first.instances[0].embedding, replay.instances[0].embedding)
+
+
+def test_real_random_network_runs_end_to_end():
+    torch.manual_seed(0)
+    network = TorchBackend(SpatialEmbeddingNet(width=0.25))
+    result = make_pipeline(network).process(Frame(blob_frame(0)[:117, :197], stamp_ns=0))  # not multiples of 8
+    assert (result.image_height, result.image_width) == (117, 197)
+    assert result.instance_map.shape == (117, 197)
+
+
+def test_fixed_input_size_pads_or_refuses():
+    segmenter = Segmenter(PerfectSegmentationNetwork(), SegmentationConfig(input_height=128, input_width=208))
+    assert segmenter.input_size(HEIGHT, WIDTH) == (128, 208)
+    assert segmenter.predict_raw(blob_frame(0)).shape == (5, HEIGHT, WIDTH)
+    with pytest.raises(InputError, match="larger than the fixed network input 128x208"):
+        segmenter.input_size(130, 100)
