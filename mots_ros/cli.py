@@ -19,7 +19,8 @@ logger = logging.getLogger("mots_ros")
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, default_preset: str = "car") -> None:
     parser.add_argument("--preset", choices=("car", "pedestrian"), default=default_preset, help="published constants to start from")
-    parser.add_argument("--config", type=Path, help="YAML config / ROS params file applied over the preset")
+    parser.add_argument("--config", "--params-file", dest="config", type=Path,
+                        help="YAML config or ROS params file, applied over the preset")
     parser.add_argument("--se-weights", help="SpatialEmbedding checkpoint (default: the shipped model)")
     parser.add_argument("--tracker-weights", help="PointTrack embedding checkpoint (default: the shipped model)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), help="inference backend")
@@ -132,6 +133,141 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from mots_ros.datasets import SeqmapEntry, write_seqmap
+    from mots_ros.synthetic.driving import DrivingConfig, write_sequence
+
+    entries = []
+    for index in range(args.sequences):
+        name = f"{args.first_name + index:04d}"
+        config = DrivingConfig(height=args.height, width=args.width, frames=args.frames, seed=args.seed + index,
+                               fps=args.fps)
+        write_sequence(args.out, name, config, write_flow=args.flow, progress=True)
+        entries.append(SeqmapEntry(name, 0, args.frames - 1))
+    write_seqmap(args.out / "seqmaps" / "synthetic.seqmap", entries)
+    print(f"wrote {args.sequences} sequence(s) of {args.frames} frames to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.network == "segmentation":
+        from mots_ros.training.segmentation import SegmentationTrainingConfig, train_segmentation
+
+        config = SegmentationTrainingConfig(
+            data=[str(d) for d in args.data], out=str(args.out), sequences=args.sequences, class_id=args.class_id,
+            width=args.width, crop_height=args.crop[0], crop_width=args.crop[1], centred_crops=not args.random_crops,
+            batch_size=args.batch_size, steps=args.steps, lr=args.lr or 5e-4, schedule=args.schedule,
+            foreground_weight=args.foreground_weight, freeze_bn=args.freeze_bn, init=args.init, resume=args.resume,
+            seed=args.seed, threads=args.threads or 0,
+        )
+        path = train_segmentation(config)
+    else:
+        from mots_ros.training.embedding import EmbeddingTrainingConfig, train_embedding
+
+        config = EmbeddingTrainingConfig(
+            data=[str(d) for d in args.data], out=str(args.out), sequences=args.sequences, class_id=args.class_id,
+            steps=args.steps, lr=args.lr or 2e-3, instances_per_step=args.instances_per_step,
+            foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
+            init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
+        )
+        path = train_embedding(config)
+    print(f"checkpoint written to {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    import rclpy
+
+    from mots_ros.nodes.mots_node import MotsNode, spin_nodes
+
+    if not args.params_file.is_file():
+        raise MotsError(f"params file {args.params_file} does not exist")
+    rclpy.init(args=["mots-ros", "--ros-args", "--params-file", str(args.params_file), *_ros_args(ros_args)])
+    nodes = [MotsNode(args.name, namespace=namespace) for namespace in (args.namespace or [""])]
+    spin_nodes(nodes, threads=max(4, 3 * len(nodes)))
+    return 0
+
+
+def _ros_args(extra: list[str]) -> list[str]:
+    return extra[1:] if extra[:1] == ["--ros-args"] else extra
+
+
+def cmd_bag_from_images(args: argparse.Namespace) -> int:
+    from mots_ros.bags import images_to_bag
+
+    summary = images_to_bag(args.images, args.out, fps=args.fps, flow_dir=args.flow, encoding=args.encoding,
+                            compressed=args.compressed, first=args.first, last=args.last, progress=True)
+    print(f"wrote {summary.frames} images ({summary.flows} with flow) at {summary.fps:g} Hz to {summary.path}")
+    return 0
+
+
+def cmd_bag_replay(args: argparse.Namespace, ros_args: list[str]) -> int:
+    import rclpy
+
+    from mots_ros.nodes.bag_player import replay
+
+    remap = dict(item.split(":=", 1) for item in args.remap)
+    rclpy.init(args=["mots-ros", "--ros-args", *_ros_args(ros_args)] if ros_args else None)
+    try:
+        count = replay(args.bag, rate=0.0 if args.fast else args.rate, topics=args.topics, remap=remap,
+                       wait_for_tracks=args.wait_for_tracks, frame_timeout_s=args.frame_timeout, loops=args.loops)
+    finally:
+        rclpy.try_shutdown()
+    print(f"published {count} messages from {args.bag}")
+    return 0
+
+
+def cmd_bag_eval(args: argparse.Namespace) -> int:
+    from mots_ros.bags import bag_metadata
+    from mots_ros.datasets import SeqmapEntry, write_mots_txt, write_seqmap
+    from mots_ros.evaluation import evaluate, save_result
+    from mots_ros.offline import track_bag
+    from mots_ros.pipeline import MotsPipeline
+
+    config = _config_from_args(args)
+    sequence = args.sequence or bag_metadata(args.bag).get("mots_ros.sequence") or Path(args.bag).name
+    records = track_bag(MotsPipeline.from_config(config), args.bag, fps=args.fps, progress=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_mots_txt(args.out / f"{sequence}.txt", records)
+    seqmap = args.seqmap
+    if seqmap is None:
+        frames = sorted({r.frame for r in records}) or [0]
+        seqmap = args.out / "evaluated.seqmap"
+        write_seqmap(seqmap, [SeqmapEntry(sequence, args.first if args.first is not None else frames[0],
+                                          args.last if args.last is not None else frames[-1])])
+    result = evaluate(args.gt, args.out, seqmap=seqmap)
+    save_result(result, args.out / "metrics.json")
+    print(result.table())
+    print(f"results and metrics.json in {args.out}")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace, ros_args: list[str]) -> int:
+    import rclpy
+
+    from mots_ros.nodes.track_recorder import TrackRecorder
+
+    rclpy.init(args=["mots-ros", "--ros-args", *_ros_args(ros_args)] if ros_args else None)
+    recorder = TrackRecorder(args.topic, fps=args.fps)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(recorder)
+    import threading
+
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        recorder.wait(frames=args.frames, idle_timeout_s=args.idle_timeout, timeout_s=args.timeout)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        count = recorder.save(args.out)
+        executor.shutdown()
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+    print(f"recorded {count} messages to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mots-ros", description="Multi-object tracking and segmentation for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -165,6 +301,94 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", type=Path, help="where to write the metrics JSON (default: <results>/metrics.json)")
     evaluation.set_defaults(handler=cmd_eval)
 
+    synth = sub.add_parser("synth", help="render synthetic driving sequences with exact masks and flow")
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder to write (KITTI MOTS layout)")
+    synth.add_argument("--sequences", type=int, default=1, help="how many sequences")
+    synth.add_argument("--frames", type=int, default=100, help="frames per sequence")
+    synth.add_argument("--seed", type=int, default=0, help="seed of the first sequence (then +1 per sequence)")
+    synth.add_argument("--first-name", type=int, default=0, help="number of the first sequence's name (0000)")
+    synth.add_argument("--height", type=int, default=375)
+    synth.add_argument("--width", type=int, default=1242)
+    synth.add_argument("--fps", type=float, default=10.0)
+    synth.add_argument("--flow", action="store_true", help="also write flow/<seq>/NNNNNN.npy (previous -> this frame)")
+    synth.set_defaults(handler=cmd_synth)
+
+    train = sub.add_parser("train", help="train the segmentation or the embedding network")
+    train.add_argument("network", choices=("segmentation", "embedding"))
+    train.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (KITTI MOTS / MOTSChallenge layout)")
+    train.add_argument("--out", type=Path, required=True, help="folder for last.pth (resumable) and final.pth")
+    train.add_argument("--sequences", nargs="*", help="NAME or NAME:FIRST-LAST selections (default: all)")
+    train.add_argument("--class-id", type=int, default=1, choices=(1, 2), help="1 car, 2 pedestrian")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--lr", type=float, help="learning rate (default: 5e-4 segmentation, 2e-3 embedding)")
+    train.add_argument("--init", help="start from this checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, help="CPU threads")
+    segmentation = train.add_argument_group("segmentation")
+    segmentation.add_argument("--width", type=float, default=0.5, help="channel width multiplier")
+    segmentation.add_argument("--crop", type=int, nargs=2, default=(160, 640), metavar=("H", "W"))
+    segmentation.add_argument("--random-crops", action="store_true", help="random crops instead of instance-centred (stage 2)")
+    segmentation.add_argument("--batch-size", type=int, default=4)
+    segmentation.add_argument("--schedule", choices=("constant", "poly"), default="constant")
+    segmentation.add_argument("--foreground-weight", type=float, default=10.0)
+    segmentation.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics frozen (stage 2)")
+    embedding = train.add_argument_group("embedding")
+    embedding.add_argument("--instances-per-step", type=int, default=24)
+    embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"))
+    embedding.add_argument("--balanced", action="store_true", help="shuffle-group sampling: draw instances evenly across sequences")
+    train.set_defaults(handler=cmd_train)
+
+    run = sub.add_parser("run", help="start mots_node(s) in this process, without the launch system")
+    run.add_argument("--params-file", type=Path, required=True, help="ROS params file (e.g. config/car.yaml)")
+    run.add_argument("--namespace", action="append", help="one node per namespace, e.g. --namespace front --namespace rear")
+    run.add_argument("--name", default="mots_node", help="node name")
+    run.set_defaults(handler=cmd_run, takes_ros_args=True)
+
+    bag = sub.add_parser("bag", help="rosbag2 tools (through rosbags; no ROS install needed)")
+    bag_sub = bag.add_subparsers(dest="bag_command", required=True)
+    from_images = bag_sub.add_parser("from-images", help="image folder (KITTI MOTS / MOTSChallenge layout) to an MCAP bag")
+    from_images.add_argument("--images", type=Path, required=True, help="images/<seq>/ folder")
+    from_images.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    from_images.add_argument("--fps", type=float, default=10.0, help="sequence rate (stamps follow frame numbers)")
+    from_images.add_argument("--flow", type=Path, help="folder of <frame>.npy flows to write on /camera/flow")
+    from_images.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default="rgb8")
+    from_images.add_argument("--compressed", action="store_true", help="PNG CompressedImage instead of raw")
+    from_images.add_argument("--first", type=int)
+    from_images.add_argument("--last", type=int)
+    from_images.set_defaults(handler=cmd_bag_from_images)
+    replay = bag_sub.add_parser("replay", help="publish a bag onto live topics")
+    replay.add_argument("bag", type=Path)
+    replay.add_argument("--rate", type=float, default=1.0, help="speed factor over the recorded timing")
+    replay.add_argument("--fast", action="store_true", help="as fast as possible (no pacing)")
+    replay.add_argument("--topics", nargs="*", help="topics to publish (default: all)")
+    replay.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="rename topics")
+    replay.add_argument("--wait-for-tracks", metavar="TOPIC",
+                        help="send each image only after the tracks of the previous one arrived on TOPIC (lossless, as fast as the node)")
+    replay.add_argument("--frame-timeout", type=float, default=30.0, help="longest wait for one frame's tracks")
+    replay.add_argument("--loops", type=int, default=1, help="play the bag this many times (stamps jump back each time)")
+    replay.set_defaults(handler=cmd_bag_replay, takes_ros_args=True)
+    bag_eval = bag_sub.add_parser("eval", help="run the pipeline on every frame of a bag offline and score it")
+    bag_eval.add_argument("--bag", type=Path, required=True)
+    bag_eval.add_argument("--gt", type=Path, required=True, help="ground-truth folder")
+    bag_eval.add_argument("--out", type=Path, required=True, help="folder for <seq>.txt and metrics.json")
+    bag_eval.add_argument("--sequence", help="sequence name (default: from the bag)")
+    bag_eval.add_argument("--fps", type=float, help="frame rate (default: from the bag)")
+    bag_eval.add_argument("--seqmap", type=Path, help="frames to score (default: the bag's frames)")
+    bag_eval.add_argument("--first", type=int)
+    bag_eval.add_argument("--last", type=int)
+    _add_config_arguments(bag_eval)
+    bag_eval.set_defaults(handler=cmd_bag_eval)
+
+    record = sub.add_parser("record", help="record a tracks topic into KITTI MOTS txt")
+    record.add_argument("--topic", required=True, help="TrackedInstanceArray topic, e.g. /camera/tracks")
+    record.add_argument("--out", type=Path, required=True, help="txt file to write")
+    record.add_argument("--fps", type=float, default=10.0, help="frame rate of the source (frame numbers come from stamps)")
+    record.add_argument("--frames", type=int, help="stop after this many messages")
+    record.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this long without a message (once one came)")
+    record.add_argument("--timeout", type=float, default=3600.0, help="stop after this long in all")
+    record.set_defaults(handler=cmd_record, takes_ros_args=True)
+
     bench = sub.add_parser("bench", help="per-stage CPU latency on a synthetic 375x1242 frame with 10 instances")
     bench.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="thread counts to measure")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per stage")
@@ -176,12 +400,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Everything after --ros-args goes to rclpy (remapping, parameters, log levels).
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        split = argv.index("--ros-args")
+        argv, ros_args = argv[:split], argv[split:]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if getattr(args, "takes_ros_args", False):
+            return args.handler(args, ros_args)
+        if ros_args:
+            parser.error(f"'mots-ros {args.command}' takes no --ros-args")
         return args.handler(args)
     except MotsError as err:
         print(f"mots-ros {args.command}: error: {err}", file=sys.stderr)

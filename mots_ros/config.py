@@ -75,6 +75,7 @@ class NodeConfig:
     no_image_warning_s: float = _option(5.0, "warn when no image arrived this long after activation", low=0.1, high=3600.0)
     replay_queue_size: int = _option(1000, "frames buffered in replay mode before the subscriber blocks", low=1, high=100_000)
     max_image_pixels: int = _option(33_554_432, "frames larger than this many pixels are refused", low=1, high=2**31 - 1)
+    autostart: bool = _option(True, "configure and activate on start, without an external lifecycle manager")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Config:
         for section in dataclasses.fields(self):
             section_value = getattr(self, section.name)
             for item in dataclasses.fields(section_value):
-                _check_value(f"{section.name}.{item.name}", getattr(section_value, item.name), item)
+                check_value(f"{section.name}.{item.name}", getattr(section_value, item.name), item)
         seg = self.segmentation
         if (seg.input_height == 0) != (seg.input_width == 0):
             raise ConfigError("segmentation.input_height and segmentation.input_width must both be 0 or both be set")
@@ -151,7 +152,7 @@ def from_dict(values: dict, *, source: str = "config") -> Config:
         for key, value in section_values.items():
             if key not in known_fields:
                 raise ConfigError(f"{source}: unknown key {name}.{key}; known keys are {sorted(known_fields)}")
-            _check_value(f"{name}.{key}", value, known_fields[key])
+            check_value(f"{name}.{key}", value, known_fields[key])
         sections[name] = section_type(**{k: _coerce(v, known_fields[k]) for k, v in section_values.items()})
     return Config(**sections).validate()
 
@@ -212,7 +213,8 @@ def resolve_path(path: str, *, base: Path | None = None) -> Path:
     return expanded if expanded.is_absolute() or base is None else base / expanded
 
 
-def _check_value(key: str, value: Any, item: dataclasses.Field) -> None:
+def check_value(key: str, value: Any, item: dataclasses.Field) -> None:
+    """Raises ConfigError unless ``value`` fits the field's type, range and choices."""
     expected = type(item.default)
     meta = item.metadata
     if expected is bool:

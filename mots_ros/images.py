@@ -76,13 +76,35 @@ def decode_image(
     return pixels if step == row_bytes else np.ascontiguousarray(pixels)
 
 
+def compressed_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG or JPEG header, or None for other or unreadable formats."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] == b"\xff\xd8":
+        position = 2
+        while position + 9 <= len(data) and data[position] == 0xFF:
+            marker, length = data[position + 1], int.from_bytes(data[position + 2 : position + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                return int.from_bytes(data[position + 5 : position + 7], "big"), int.from_bytes(data[position + 7 : position + 9], "big")
+            position += 2 + length
+    return None
+
+
 def decode_compressed(data: bytes | bytearray | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decodes a ``sensor_msgs/CompressedImage`` payload (JPEG, PNG, ...) to ``(H, W, 3) uint8`` RGB."""
+    """Decodes a ``sensor_msgs/CompressedImage`` payload (JPEG, PNG, ...) to ``(H, W, 3) uint8`` RGB.
+
+    The size in the header is checked before decoding, so a small file claiming a huge image
+    cannot make the decoder allocate it.
+    """
     import cv2
 
+    data = bytes(data)
     buffer = np.frombuffer(data, np.uint8)
     if buffer.size == 0:
         raise InputError("compressed image is empty")
+    declared = compressed_size(data)
+    if declared is not None:
+        _check_size(*declared, max_pixels)
     bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"compressed image of {buffer.size} bytes could not be decoded (corrupt or unknown format)")

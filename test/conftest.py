@@ -34,3 +34,10 @@ def load_manifest(name: str) -> list[tuple[str, list[int]]]:
         pytest.skip(f"reference manifest {path} not found")
     params = json.loads(path.read_text())["params"]
     return [(key.removeprefix("module."), shape) for key, shape in params.items()]
+
+
+def pytest_configure(config):
+    # Any rclpy use inside the pytest process must stay on shared memory in this run's domain.
+    from ros_support import use_dds_environment_here
+
+    use_dds_environment_here()

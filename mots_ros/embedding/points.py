@@ -67,6 +67,7 @@ def sample_points(
     num_foreground: int = 1000,
     num_environment: int = 500,
     context_ratio: float = CONTEXT_RATIO,
+    only_ids: list[int] | None = None,
 ) -> PointClouds:
     """Samples a point cloud for every instance of ``label_map``.
 
@@ -76,6 +77,8 @@ def sample_points(
         rng: source of randomness; seed it to reproduce results.
         num_foreground, num_environment: points per instance (1000 and 500 published).
         context_ratio: crop growth per side, as a fraction of the box length (0.2 published).
+        only_ids: sample clouds for these ids only; other instances still count as "other
+            instance" environment pixels.
     """
     if label_map.ndim != 2:
         raise InputError(f"label_map must be (H, W), got shape {label_map.shape}")
@@ -86,6 +89,9 @@ def sample_points(
         )
     rows, cols = np.nonzero(label_map)
     labels = label_map[rows, cols]
+    if only_ids is not None:
+        keep = np.isin(labels, only_ids)
+        rows, cols, labels = rows[keep], cols[keep], labels[keep]
     instance_ids = np.unique(labels)
     k = instance_ids.size
     if k == 0:

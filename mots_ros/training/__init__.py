@@ -1,0 +1,1 @@
+"""Training both networks on KITTI MOTS / MOTSChallenge layouts or synthetic sequences."""

@@ -1,0 +1,239 @@
+"""PointTrack embedding training (spec §8): an instance database and the batch-hard triplet loss.
+
+The database holds, for every ground-truth instance of the class in every frame, the crop around
+its box (grown by ⌊0.2·(max−min)⌋ per side, clamped with the last row and column excluded), as a
+compressed image plus a category map (1 this instance, 2 other instances of the class). A
+training step draws ``instances_per_step`` distinct instances; for each, three of its crops ``S``
+appearances apart (S uniform in 1..10 around a random middle) become point clouds with offset
+jitter σ = 0.001 and full-frame box features. Steps whose loss is 0 are skipped.
+
+``balanced=True`` draws instances evenly across sequences rather than uniformly over all
+instances (the "shuffle-group" sampling that FineTrack reports helps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mots_ros.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from mots_ros.embedding.network import PointTrackNet
+from mots_ros.embedding.points import BOX_NORMALISER, sample_points
+from mots_ros.training.data import AnnotatedDataset
+from mots_ros.training.losses import batch_hard_triplet_loss
+
+logger = logging.getLogger(__name__)
+
+JITTER_SIGMA = 0.001  # spec §8.2: Gaussian noise on the normalised offsets
+
+
+@dataclass
+class EmbeddingTrainingConfig:
+    data: list[str]
+    out: str
+    sequences: list[str] | None = None
+    class_id: int = 1
+    steps: int = 1000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    instances_per_step: int = 24
+    max_gap: int = 10  # S in spec §8.2
+    foreground_points: int = 1000
+    environment_points: int = 500
+    min_pixels: int = 50  # smaller instances are left out of the database
+    balanced: bool = False
+    margin: float = 0.2
+    init: str | None = None
+    resume: bool = False
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int = 0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class CropEntry:
+    frame: int
+    top: int
+    left: int
+    image_jpeg: bytes  # BGR crop
+    categories_png: bytes  # 0 background, 1 this instance, 2 other instances of the class
+
+
+class InstanceDatabase:
+    """Crops of every instance of one class, grouped by (sequence, instance id) in frame order."""
+
+    def __init__(self, dataset: AnnotatedDataset, class_id: int, min_pixels: int = 50, progress: bool = True):
+        import cv2
+
+        self.tracks: dict[tuple[str, int], list[CropEntry]] = {}
+        lowest = class_id * 1000
+        indices = range(len(dataset))
+        if progress:
+            from tqdm import tqdm
+
+            indices = tqdm(indices, unit="frame", desc="instance database")
+        for index in indices:
+            item = dataset.frames[index]
+            if not any(lowest <= r.track_id < lowest + 1000 for r in item.records):
+                continue
+            image_rgb, id_map = dataset.load(index)
+            height, width = id_map.shape
+            same_class = (id_map // 1000 == class_id) & (id_map != 10000)
+            for instance_id in np.unique(id_map[same_class]):
+                mask = id_map == instance_id
+                if mask.sum() < min_pixels:
+                    continue
+                rows, cols = np.nonzero(mask)
+                top, bottom = _grown_span(rows.min(), rows.max(), height)
+                left, right = _grown_span(cols.min(), cols.max(), width)
+                categories = np.where(mask, 1, np.where(same_class, 2, 0)).astype(np.uint8)[top:bottom, left:right]
+                crop_bgr = np.ascontiguousarray(image_rgb[top:bottom, left:right, ::-1])
+                entry = CropEntry(
+                    item.frame, int(top), int(left),
+                    cv2.imencode(".jpg", crop_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(),
+                    cv2.imencode(".png", categories)[1].tobytes(),
+                )
+                self.tracks.setdefault((item.sequence, int(instance_id)), []).append(entry)
+        for crops in self.tracks.values():
+            crops.sort(key=lambda e: e.frame)
+        self.keys = sorted(self.tracks)
+        self.sequences = sorted({sequence for sequence, _ in self.keys})
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def crop_count(self) -> int:
+        return sum(len(c) for c in self.tracks.values())
+
+
+def _grown_span(first: int, last: int, size: int) -> tuple[int, int]:
+    """The training crop span (spec §8.1): grown by ⌊0.2·(max−min)⌋, end clamped to size−1."""
+    grow = int(0.2 * (last - first))
+    return max(0, first - grow), min(last + 1 + grow, size - 1)
+
+
+class TripletBatches:
+    """Draws training steps from an InstanceDatabase (spec §8.2)."""
+
+    def __init__(self, database: InstanceDatabase, config: EmbeddingTrainingConfig, rng: np.random.Generator):
+        self.database, self.config, self.rng = database, config, rng
+
+    def _instances(self) -> list[tuple[str, int]]:
+        keys, count = self.database.keys, min(self.config.instances_per_step, len(self.database))
+        if not self.config.balanced:
+            return [keys[i] for i in self.rng.choice(len(keys), count, replace=False)]
+        by_sequence = {s: [k for k in keys if k[0] == s] for s in self.database.sequences}
+        chosen: list[tuple[str, int]] = []
+        while len(chosen) < count:
+            for sequence in self.rng.permutation(self.database.sequences):
+                remaining = [k for k in by_sequence[sequence] if k not in chosen]
+                if remaining and len(chosen) < count:
+                    chosen.append(remaining[self.rng.integers(len(remaining))])
+        return chosen
+
+    def _crops_of(self, key) -> list[CropEntry]:
+        crops = self.database.tracks[key]
+        if len(crops) <= 2:
+            return crops[:2]
+        middle = int(self.rng.integers(1, len(crops) - 1))
+        gap = int(self.rng.integers(1, self.config.max_gap + 1))
+        return [crops[max(0, middle - gap)], crops[middle], crops[min(len(crops) - 1, middle + gap)]]
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(points (M, N, 8), boxes (M, 4), labels (M,))`` for one step."""
+        import cv2
+
+        cfg = self.config
+        points, boxes, labels = [], [], []
+        for label, key in enumerate(self._instances(), start=1):
+            for entry in self._crops_of(key):
+                image_bgr = cv2.imdecode(np.frombuffer(entry.image_jpeg, np.uint8), cv2.IMREAD_COLOR)
+                categories = cv2.imdecode(np.frombuffer(entry.categories_png, np.uint8), cv2.IMREAD_UNCHANGED)
+                clouds = sample_points(
+                    categories.astype(np.int32), image_bgr, self.rng,
+                    num_foreground=cfg.foreground_points, num_environment=cfg.environment_points, only_ids=[1],
+                )
+                cloud = clouds.points[0]
+                cloud[:, 3:5] += self.rng.normal(0, JITTER_SIGMA, (cloud.shape[0], 2)).astype(np.float32)
+                box = clouds.bboxes[0] + np.array([entry.left, entry.top, entry.left, entry.top])
+                points.append(cloud)
+                boxes.append(box.astype(np.float32) / BOX_NORMALISER)
+                labels.append(label)
+        return np.stack(points), np.stack(boxes).astype(np.float32), np.array(labels)
+
+
+def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -> Path:
+    """Trains a PointTrackNet; returns the final checkpoint path (``<out>/final.pth``)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device(config.device)
+
+    model = PointTrackNet(num_foreground_points=config.foreground_points)
+    if config.init:
+        load_checkpoint(model, config.init)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
+    step = 0
+    last = out / "last.pth"
+    if config.resume and last.is_file():
+        state, metadata = read_checkpoint(last)
+        model.load_state_dict(state)
+        optimizer.load_state_dict(torch.load(last, map_location=device, weights_only=True)["optim_state_dict"])
+        step = int(metadata["epoch"])
+        rng = np.random.default_rng([config.seed, step])
+
+    database = InstanceDatabase(AnnotatedDataset(config.data, config.sequences), config.class_id, config.min_pixels, progress)
+    logger.info("instance database: %d instances, %d crops, %d sequences", len(database), database.crop_count(), len(database.sequences))
+    batches = TripletBatches(database, config, rng)
+    build = {"model": "PointTrackNet", "class_id": config.class_id,
+             "trained_points": [config.foreground_points, config.environment_points]}
+    history: list[float] = []
+    skipped = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, unit="step", desc="embedding")
+    start = time.perf_counter()
+    while step < config.steps:
+        model.train()
+        lr = config.lr * 0.1 ** sum(step >= m for m in milestones)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        points, boxes, labels = batches.sample()
+        embeddings = model(torch.from_numpy(points).to(device), torch.from_numpy(boxes).to(device))
+        loss = batch_hard_triplet_loss(embeddings, torch.from_numpy(labels).to(device), config.margin)
+        step += 1
+        if float(loss) > 0:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        else:
+            skipped += 1  # spec §8.3: no optimiser step on a zero loss
+        history.append(float(loss))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            extra = {"training": asdict(config), "loss_history": history[-config.checkpoint_every :],
+                     "seconds": time.perf_counter() - start}
+            save_checkpoint(model, last, build=build, epoch=step, optimizer=optimizer, extra=extra)
+    if bar is not None:
+        bar.close()
+    final = out / "final.pth"
+    save_checkpoint(model.cpu(), final, build=build, epoch=step,
+                    extra={"training": asdict(config), "loss_history": history[-200:], "skipped_steps": skipped})
+    logger.info("embedding training finished: %d steps (%d skipped at zero loss), last-50 mean loss %.4f",
+                step, skipped, np.mean(history[-50:]))
+    return final
