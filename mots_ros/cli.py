@@ -176,15 +176,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    import rclpy
-
-    from mots_ros.nodes.mots_node import MotsNode, spin_nodes
+    from mots_ros.nodes.commands import run_nodes
 
     if not args.params_file.is_file():
         raise MotsError(f"params file {args.params_file} does not exist")
-    rclpy.init(args=["mots-ros", "--ros-args", "--params-file", str(args.params_file), *_ros_args(ros_args)])
-    nodes = [MotsNode(args.name, namespace=namespace) for namespace in (args.namespace or [""])]
-    spin_nodes(nodes, threads=max(4, 3 * len(nodes)))
+    run_nodes(args.params_file, args.namespace, args.name, _ros_args(ros_args))
     return 0
 
 
@@ -202,17 +198,12 @@ def cmd_bag_from_images(args: argparse.Namespace) -> int:
 
 
 def cmd_bag_replay(args: argparse.Namespace, ros_args: list[str]) -> int:
-    import rclpy
-
-    from mots_ros.nodes.bag_player import replay
+    from mots_ros.nodes.commands import replay_bag
 
     remap = dict(item.split(":=", 1) for item in args.remap)
-    rclpy.init(args=["mots-ros", "--ros-args", *_ros_args(ros_args)] if ros_args else None)
-    try:
-        count = replay(args.bag, rate=0.0 if args.fast else args.rate, topics=args.topics, remap=remap,
-                       wait_for_tracks=args.wait_for_tracks, frame_timeout_s=args.frame_timeout, loops=args.loops)
-    finally:
-        rclpy.try_shutdown()
+    count = replay_bag(args.bag, _ros_args(ros_args), rate=0.0 if args.fast else args.rate, topics=args.topics,
+                       remap=remap, wait_for_tracks=args.wait_for_tracks, frame_timeout_s=args.frame_timeout,
+                       loops=args.loops)
     print(f"published {count} messages from {args.bag}")
     return 0
 
@@ -243,27 +234,10 @@ def cmd_bag_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace, ros_args: list[str]) -> int:
-    import rclpy
+    from mots_ros.nodes.commands import record_tracks
 
-    from mots_ros.nodes.track_recorder import TrackRecorder
-
-    rclpy.init(args=["mots-ros", "--ros-args", *_ros_args(ros_args)] if ros_args else None)
-    recorder = TrackRecorder(args.topic, fps=args.fps)
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(recorder)
-    import threading
-
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        recorder.wait(frames=args.frames, idle_timeout_s=args.idle_timeout, timeout_s=args.timeout)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        count = recorder.save(args.out)
-        executor.shutdown()
-        recorder.destroy_node()
-        rclpy.try_shutdown()
+    count = record_tracks(args.topic, args.out, fps=args.fps, frames=args.frames, idle_timeout_s=args.idle_timeout,
+                          timeout_s=args.timeout, ros_args=_ros_args(ros_args))
     print(f"recorded {count} messages to {args.out}")
     return 0
 

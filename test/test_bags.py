@@ -64,7 +64,8 @@ def test_replay_publishes_the_recorded_messages_unchanged(sequence, tmp_path):
         node.create_subscription(kind, topic, lambda m, t=topic: received[t].append(m), qos)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     player = Process(["bag", "replay", str(bag), "--rate", "5"], tmp_path / "replay.log")
     try:
         assert player.wait(60) == 0, player.output()
@@ -73,7 +74,8 @@ def test_replay_publishes_the_recorded_messages_unchanged(sequence, tmp_path):
             time.sleep(0.05)
     finally:
         player.stop()
-        executor.shutdown()
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
         node.destroy_node()
         rclpy.shutdown(context=context)
     assert [len(v) for v in received.values()] == [5, 4, 5]

@@ -99,7 +99,8 @@ class Client:
         return None
 
     def close(self):
-        self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

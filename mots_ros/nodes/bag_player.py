@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -113,8 +114,12 @@ def replay(
                 if camera_stamp is not None and not player.wait_for_stamp(camera_stamp, frame_timeout_s):
                     logger.warning("no tracks for the image stamped %d.%09d within %.0f s; going on",
                                    *camera_stamp, frame_timeout_s)
+        # Reliable delivery needs the writer alive until subscribers acknowledge the last messages.
+        for publisher in publishers.values():
+            publisher.wait_for_all_acked(Duration(seconds=subscriber_timeout_s))
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
         player.destroy_node()
     return published
 

@@ -1,0 +1,54 @@
+"""The rclpy side of ``mots-ros run``, ``mots-ros bag replay`` and ``mots-ros record``."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+from mots_ros.nodes.bag_player import replay
+from mots_ros.nodes.mots_node import MotsNode, spin_nodes
+from mots_ros.nodes.track_recorder import TrackRecorder
+
+
+def _init(ros_args: list[str], *extra: str) -> None:
+    args = ["mots-ros", "--ros-args", *extra, *ros_args] if (ros_args or extra) else None
+    rclpy.init(args=args)
+
+
+def run_nodes(params_file: Path, namespaces: list[str] | None, name: str, ros_args: list[str]) -> None:
+    """One MotsNode per namespace in this process, until Ctrl-C."""
+    _init(ros_args, "--params-file", str(params_file))
+    nodes = [MotsNode(name, namespace=namespace) for namespace in (namespaces or [""])]
+    spin_nodes(nodes, threads=max(4, 3 * len(nodes)))
+
+
+def replay_bag(bag: Path, ros_args: list[str], **options) -> int:
+    _init(ros_args)
+    try:
+        return replay(bag, **options)
+    finally:
+        rclpy.try_shutdown()
+
+
+def record_tracks(topic: str, out: Path, *, fps: float, frames: int | None, idle_timeout_s: float, timeout_s: float,
+                  ros_args: list[str]) -> int:
+    _init(ros_args)
+    recorder = TrackRecorder(topic, fps=fps)
+    executor = SingleThreadedExecutor()
+    executor.add_node(recorder)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        recorder.wait(frames=frames, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        count = recorder.save(out)
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+    return count
