@@ -242,6 +242,69 @@ def cmd_record(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
+    from mots_ros.export import export_embedding, export_segmentation, max_relative_error
+    from mots_ros.model_loading import build_embedding_network, build_segmentation_network, model_file
+
+    config = _config_from_args(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    jobs = []
+    if not args.only or args.only == "segmentation":
+        source = model_file(config, "segmentation", "checkpoint")
+        model = build_segmentation_network(source).eval()
+        size = (None, None) if args.dynamic else (args.height, args.width)
+        path = export_segmentation(model, args.out / f"{source.stem}.onnx", height=size[0], width=size[1],
+                                   class_id=config.segmentation.class_id)
+        sample = rng.random((1, 3, args.height, args.width), dtype=np.float32)
+        jobs.append((path, model, (sample,)))
+    if not args.only or args.only == "embedding":
+        source = model_file(config, "embedding", "checkpoint")
+        model = build_embedding_network(source).eval()
+        path = export_embedding(model, args.out / f"{source.stem}.onnx", class_id=config.segmentation.class_id)
+        sample = (rng.random((7, 1500, 8), dtype=np.float32), rng.random((7, 4), dtype=np.float32))
+        jobs.append((path, model, sample))
+    for path, model, sample in jobs:
+        with torch.no_grad():
+            reference = model(*(torch.from_numpy(x) for x in sample)).numpy()
+        error = max_relative_error(reference, OnnxRuntimeBackend(path).run(*sample))
+        print(f"{path}: onnx checker passed; max relative error vs torch (onnxruntime-cpu, fp32): {error:.2e}")
+    return 0
+
+
+def cmd_export_engine(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mots_ros.backends.tensorrt_backend import TensorRTBackend
+
+    size = (args.height, args.width) if args.height else None
+    backend = TensorRTBackend(args.onnx, precision=args.precision, cache_dir=args.cache_dir / "engines", image_size=size,
+                              calibration_images=args.calibration_images)
+    if backend.is_embedding:  # build the (K-dynamic) engine now rather than on the first frame
+        backend.run(np.zeros((1, 1500, 8), np.float32), np.zeros((1, 4), np.float32))
+    print(f"engine for {args.onnx} ({args.precision}) is built and cached in {args.cache_dir / 'engines'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mots_ros.demo import run_demo
+
+    run_demo(args.out, data=args.data, sequence=args.sequence, frames=args.frames, params_file=args.params_file,
+             fps=args.fps)
+    return 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from mots_ros.soak import run_soak
+
+    print(run_soak(args.out, frames=args.frames, modes=tuple(args.modes), params_file=args.params_file))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mots-ros", description="Multi-object tracking and segmentation for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -362,6 +425,42 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this long without a message (once one came)")
     record.add_argument("--timeout", type=float, default=3600.0, help="stop after this long in all")
     record.set_defaults(handler=cmd_record, takes_ros_args=True)
+
+    export = sub.add_parser("export", help="export ONNX files, or build TensorRT engines ahead of time")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    export_onnx = export_sub.add_parser("onnx", help="write both networks as ONNX and check parity with torch")
+    export_onnx.add_argument("--out", type=Path, required=True, help="folder for the .onnx files")
+    export_onnx.add_argument("--height", type=int, default=384, help="fixed input height (default 384)")
+    export_onnx.add_argument("--width", type=int, default=1248, help="fixed input width (default 1248)")
+    export_onnx.add_argument("--dynamic", action="store_true", help="dynamic input height and width instead")
+    export_onnx.add_argument("--only", choices=("segmentation", "embedding"), help="export one network only")
+    _add_config_arguments(export_onnx)
+    export_onnx.set_defaults(handler=cmd_export_onnx)
+    export_engine = export_sub.add_parser("engine", help="build and cache a TensorRT engine now (build_only)")
+    export_engine.add_argument("--onnx", type=Path, required=True, help="exported network")
+    export_engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    export_engine.add_argument("--height", type=int, help="image height for a dynamic-size segmentation export")
+    export_engine.add_argument("--width", type=int, help="image width for a dynamic-size segmentation export")
+    export_engine.add_argument("--calibration-images", type=Path, help="image folder for int8 calibration")
+    export_engine.add_argument("--cache-dir", type=Path, default=Path("~/.cache/mots_ros").expanduser(),
+                               help="the inference.cache_dir the node will use")
+    export_engine.set_defaults(handler=cmd_export_engine)
+
+    demo = sub.add_parser("demo", help="synthetic drive (or --data) -> bag -> mots_node over DDS -> tracks -> metrics, video, plot")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument("--data", type=Path, help="a real MOTS-format dataset folder instead of a synthetic drive")
+    demo.add_argument("--sequence", help="sequence of --data (default: the first)")
+    demo.add_argument("--frames", type=int, default=80, help="frames to render (or to take from --data)")
+    demo.add_argument("--fps", type=float, default=10.0, help="frame rate (MOTS20-05: 14, MOTS20-09: 30)")
+    demo.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
+    demo.set_defaults(handler=cmd_demo)
+
+    soak = sub.add_parser("soak", help="thousands of frames through the node: latency per stage, drops, memory")
+    soak.add_argument("--out", type=Path, default=Path("benchmarks/soak"), help="output folder")
+    soak.add_argument("--frames", type=int, default=2000, help="frames per mode (a 100-frame bag, looped)")
+    soak.add_argument("--modes", nargs="+", choices=("replay", "live"), default=["replay", "live"])
+    soak.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
+    soak.set_defaults(handler=cmd_soak)
 
     bench = sub.add_parser("bench", help="per-stage CPU latency on a synthetic 375x1242 frame with 10 instances")
     bench.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="thread counts to measure")

@@ -60,10 +60,11 @@ class TrackerConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     backend: str = _option("auto", "auto, torch, onnxruntime or tensorrt", choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    device: str = _option("cpu", "cpu or cuda", choices=("cpu", "cuda"))
+    device: str = _option("auto", "auto (a GPU when there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
     num_threads: int = _option(0, "CPU threads for inference; 0 = the runtime's default", low=0, high=256)
-    precision: str = _option("fp32", "TensorRT engine precision", choices=("fp32", "fp16", "int8"))
-    engine_cache_dir: str = _option("~/.cache/mots_ros/engines", "where TensorRT engines are cached")
+    precision: str = _option("fp16", "TensorRT engine precision (fp32, fp16, int8)", choices=("fp32", "fp16", "int8"))
+    calibration_images: str = _option("", "image folder for int8 calibration; empty when not using int8")
+    cache_dir: str = _option("~/.cache/mots_ros", "where exported ONNX files and TensorRT engines are cached")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class NodeConfig:
     replay_queue_size: int = _option(1000, "frames buffered in replay mode before the subscriber blocks", low=1, high=100_000)
     max_image_pixels: int = _option(33_554_432, "frames larger than this many pixels are refused", low=1, high=2**31 - 1)
     autostart: bool = _option(True, "configure and activate on start, without an external lifecycle manager")
+    latency_log: str = _option("", "CSV file for per-frame stage latencies (ms); empty = none")
 
 
 @dataclass(frozen=True)

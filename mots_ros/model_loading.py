@@ -1,26 +1,33 @@
 """Finding model files and turning them into inference backends.
 
 ``weights: default`` means the model shipped in the package's ``models/`` folder for the
-configured class. Checkpoints (``.pth``/``.pt``) run on the torch backend; the network's size
-(width, output channels) is read from the checkpoint itself.
+configured class, as a checkpoint (``.pth``, for torch) and as ONNX (``.onnx``, for ONNX Runtime
+and TensorRT, so those deployments need no torch). A user's checkpoint runs on torch directly and
+is exported to ONNX on first use for the other backends (that export needs torch); a user's ONNX
+file runs on ONNX Runtime or TensorRT. The network's size (width, outputs) is read from the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import sys
 from pathlib import Path
 
-from mots_ros.backends import InferenceBackend
+from mots_ros.backends import AUTO_ORDER, InferenceBackend, available_backends
 from mots_ros.config import Config
 from mots_ros.datatypes import CLASS_NAMES
 from mots_ros.errors import BackendError, ConfigError
 
-#: Shipped default model files, by network and class name.
+logger = logging.getLogger(__name__)
+
+#: Shipped default models (file stems), by network and class name.
 DEFAULT_MODELS = {
-    ("segmentation", "car"): "spatial_embedding_car_lite.pth",
-    ("embedding", "car"): "pointtrack_car.pth",
-    ("embedding", "pedestrian"): "pointtrack_pedestrian.pth",
+    ("segmentation", "car"): "spatial_embedding_car_lite",
+    ("embedding", "car"): "pointtrack_car",
+    ("embedding", "pedestrian"): "pointtrack_pedestrian",
 }
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pthCar")
 
 
 def models_dirs() -> list[Path]:
@@ -28,28 +35,61 @@ def models_dirs() -> list[Path]:
     return [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share" / "mots_ros" / "models"]
 
 
-def default_model_path(network: str, class_id: int) -> Path:
+def default_model_path(network: str, class_id: int, suffix: str = ".pth") -> Path:
     """The shipped model file for ``network`` ('segmentation' or 'embedding') and a class."""
     class_name = CLASS_NAMES.get(class_id, str(class_id))
-    file_name = DEFAULT_MODELS.get((network, class_name))
-    if file_name is None:
-        raise ConfigError(
-            f"no shipped {network} model for class {class_name!r}; set {network}.weights to a checkpoint file"
-        )
+    stem = DEFAULT_MODELS.get((network, class_name))
+    if stem is None:
+        raise ConfigError(f"no shipped {network} model for class {class_name!r}; set {network}.weights to a model file")
     for folder in models_dirs():
-        if (folder / file_name).is_file():
-            return folder / file_name
-    raise ConfigError(f"shipped model {file_name} not found in {[str(d) for d in models_dirs()]}; reinstall mots_ros")
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    raise ConfigError(f"shipped model {stem}{suffix} not found in {[str(d) for d in models_dirs()]}; reinstall mots_ros")
 
 
-def resolve_weights(config: Config, network: str) -> Path:
+def model_file(config: Config, network: str, kind: str) -> Path:
+    """The ``kind`` ('checkpoint' or 'onnx') file of a network, exporting a checkpoint to ONNX if needed."""
     weights = getattr(config, network).weights
     if weights == "default":
-        return default_model_path(network, config.segmentation.class_id)
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{network}.weights: file {path} does not exist")
-    return path
+        try:
+            return default_model_path(network, config.segmentation.class_id, ".pth" if kind == "checkpoint" else ".onnx")
+        except ConfigError:
+            if kind == "checkpoint":
+                raise
+            source = default_model_path(network, config.segmentation.class_id, ".pth")
+    else:
+        source = Path(weights).expanduser()
+        if not source.is_file():
+            raise ConfigError(f"{network}.weights: file {source} does not exist")
+    if kind == "onnx" and source.suffix == ".onnx":
+        return source
+    if kind == "checkpoint":
+        if source.suffix == ".onnx":
+            raise BackendError(f"{network}.weights is an ONNX file; the torch backend needs a checkpoint (.pth). "
+                               "Use backend onnxruntime or tensorrt, or give the checkpoint")
+        return source
+    return _exported_onnx(source, network, config)
+
+
+def _exported_onnx(checkpoint: Path, network: str, config: Config) -> Path:
+    """ONNX export of a checkpoint, cached by the checkpoint's content."""
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    target = Path(config.inference.cache_dir).expanduser() / "onnx" / f"{checkpoint.stem}-{digest}.onnx"
+    if target.is_file():
+        return target
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise BackendError(f"{checkpoint} must be exported to ONNX first (mots-ros export onnx), which needs torch") from err
+    from mots_ros.export import export_embedding, export_segmentation
+
+    logger.info("exporting %s to %s (once)", checkpoint, target)
+    if network == "segmentation":
+        export_segmentation(build_segmentation_network(checkpoint), target, height=None, width=None,
+                            class_id=config.segmentation.class_id)
+    else:
+        export_embedding(build_embedding_network(checkpoint), target, class_id=config.segmentation.class_id)
+    return target
 
 
 def build_segmentation_network(path: str | Path):
@@ -78,21 +118,59 @@ def build_embedding_network(path: str | Path):
     return model
 
 
-def create_backend(network: str, path: Path, config: Config) -> InferenceBackend:
-    """An inference backend running the network stored at ``path``."""
+def _create(name: str, network: str, config: Config) -> InferenceBackend:
     inference = config.inference
-    backend = inference.backend
-    if backend in ("auto", "torch"):
+    runtime, _, device = name.partition("-")
+    if runtime == "torch":
         from mots_ros.backends.torch_backend import TorchBackend
 
         builder = build_segmentation_network if network == "segmentation" else build_embedding_network
-        return TorchBackend(builder(path), device=inference.device, num_threads=inference.num_threads)
-    raise BackendError(f"backend {backend!r} is not available in this build")
+        return TorchBackend(builder(model_file(config, network, "checkpoint")), device=device, num_threads=inference.num_threads)
+    onnx_path = model_file(config, network, "onnx")
+    cache = Path(inference.cache_dir).expanduser() / "engines"
+    if runtime == "onnxruntime":
+        from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(onnx_path, provider=device, num_threads=inference.num_threads, cache_dir=cache,
+                                  fp16=inference.precision == "fp16")
+    if runtime == "tensorrt":
+        from mots_ros.backends.tensorrt_backend import TensorRTBackend
+
+        seg = config.segmentation
+        size = (seg.input_height, seg.input_width) if seg.input_height else None
+        return TensorRTBackend(onnx_path, precision=inference.precision, cache_dir=cache,
+                               image_size=size if network == "segmentation" else None,
+                               calibration_images=inference.calibration_images or None)
+    raise BackendError(f"unknown backend {name!r}; choose one of {list(AUTO_ORDER)} or auto")
+
+
+def create_backend(network: str, config: Config) -> InferenceBackend:
+    """The configured backend for ``network``; ``auto`` takes the fastest one that works here."""
+    inference = config.inference
+    if inference.backend == "tensorrt":
+        return _create("tensorrt", network, config)
+    if inference.backend != "auto":
+        on_gpu = f"{inference.backend}-cuda"
+        use_gpu = inference.device == "cuda" or (inference.device == "auto" and on_gpu in available_backends("cuda"))
+        return _create(on_gpu if use_gpu else f"{inference.backend}-cpu", network, config)
+    candidates = available_backends(inference.device)
+    if not candidates:
+        raise BackendError("no inference runtime is installed: pip install onnxruntime (or torch==2.13.0)")
+    problems = []
+    for name in candidates:
+        try:
+            backend = _create(name, network, config)
+        except BackendError as err:
+            problems.append(f"{name}: {err}")
+            continue
+        logger.info("backend auto chose %s for the %s network (order: %s)", name, network, ", ".join(candidates))
+        return backend
+    raise BackendError(f"no backend could run the {network} network: " + "; ".join(problems))
 
 
 def create_segmentation_backend(config: Config) -> InferenceBackend:
-    return create_backend("segmentation", resolve_weights(config, "segmentation"), config)
+    return create_backend("segmentation", config)
 
 
 def create_embedding_backend(config: Config) -> InferenceBackend:
-    return create_backend("embedding", resolve_weights(config, "embedding"), config)
+    return create_backend("embedding", config)

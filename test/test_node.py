@@ -44,7 +44,8 @@ def tiny_models(tmp_path_factory):
 def write_params(path, models, **node):
     lines = ["/**:", "  ros__parameters:", "    segmentation:", f"      weights: {models / 'se.pth'}",
              "      seed_threshold: 0.5", "      min_pixel: 0", "    embedding:", f"      weights: {models / 'pt.pth'}",
-             "    tracker:", "      age_unit: seconds", "      max_age: 3", "    node:"]
+             "    tracker:", "      age_unit: seconds", "      max_age: 3",
+             "    inference:", "      backend: auto", f"      cache_dir: {models / 'cache'}", "    node:"]
     lines += [f"      {key}: {value}" for key, value in node.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -196,7 +197,7 @@ def test_diagnostics_report_latency_backend_and_rejections(live_node):
         if "latency total median ms" in values and "rejected image" in values:
             break
         time.sleep(0.2)
-    assert values["backend segmentation"] == "torch-cpu" and values["mode"] == "live"
+    assert values["backend segmentation"] == "onnxruntime-cpu" and values["mode"] == "live"  # auto on a CPU
     assert int(values["rejected image"]) >= 5 and int(values["rejected flow"]) >= 2
     assert float(values["latency segmentation_network median ms"]) > 0
 

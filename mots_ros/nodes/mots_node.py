@@ -96,6 +96,7 @@ class MotsNode(LifecycleNode):
         self._flows_changed = threading.Condition()
         self._activated_at = 0.0
         self._first_image_seen = False
+        self._latency_log = None
         autostart = self.get_parameter("node.autostart").value if self.has_parameter("node.autostart") else True
         if autostart:
             # Configure and activate once the executor runs, like a launch file's lifecycle events.
@@ -146,6 +147,10 @@ class MotsNode(LifecycleNode):
             self.get_logger().error(f"activate refused: cannot subscribe: {err}")
             self._destroy_subscriptions()
             return TransitionCallbackReturn.FAILURE
+        if node_config.latency_log:
+            self._latency_log = open(node_config.latency_log, "a", buffering=1)
+            if self._latency_log.tell() == 0:
+                self._latency_log.write(",".join(["stamp_ns", "decode", *STAGES, "publish", "total"]) + "\n")
         self._stopping.clear()
         if live:
             self._worker = threading.Thread(target=self._live_worker, name="mots_live_worker", daemon=True)
@@ -189,6 +194,9 @@ class MotsNode(LifecycleNode):
         for timer in self._own_timers:
             self.destroy_timer(timer)
         self._own_timers = []
+        if self._latency_log is not None:
+            self._latency_log.close()
+            self._latency_log = None
 
     def _destroy_subscriptions(self) -> None:
         for subscription in self._inputs:
@@ -287,6 +295,10 @@ class MotsNode(LifecycleNode):
         if self._outputs["overlay"].get_subscription_count() > 0:
             self._outputs["overlay"].publish(rgb_to_image(draw_overlay(image, result), msg.header))
         finished = time.perf_counter()
+        if self._latency_log is not None:
+            stages = [result.latency_ms.get(stage, 0.0) for stage in STAGES]
+            row = [(decoded - started) * 1e3, *stages, (finished - publish_start) * 1e3, (finished - started) * 1e3]
+            self._latency_log.write(f"{stamp_ns}," + ",".join(f"{v:.3f}" for v in row) + "\n")
         with self._stats.lock:
             self._stats.processed += 1
             self._stats.add_latency("decode", (decoded - started) * 1e3)

@@ -54,13 +54,15 @@ class Segmenter:
         self.config = config or SegmentationConfig()
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """The padded network input size for a frame: the fixed size, or the next multiples of 8."""
+        """The padded network input size: the configured or exported fixed size, or the next multiples of 8."""
         fixed = (self.config.input_height, self.config.input_width)
+        if fixed == (0, 0):
+            fixed = getattr(self.backend, "fixed_input_size", None) or (0, 0)
         if fixed != (0, 0):
             if height > fixed[0] or width > fixed[1]:
                 raise InputError(
                     f"frame {height}x{width} is larger than the fixed network input {fixed[0]}x{fixed[1]} "
-                    "(segmentation.input_height/input_width); set them to 0 or export a larger model"
+                    "(segmentation.input_height/input_width or the ONNX file's size); use a larger or dynamic export"
                 )
             return fixed
         return -(-height // 8) * 8, -(-width // 8) * 8

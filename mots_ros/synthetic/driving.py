@@ -15,7 +15,8 @@ Ground truth per frame:
   this frame's pixels; every visible point is projected again with the next frame's camera and
   object poses. The flow of frame t-1 is published with frame t ("previous to current").
 
-Everything is drawn from ``numpy.random.default_rng(seed)``: one seed, one sequence.
+Everything is drawn from ``numpy.random.default_rng(seed)``: the same seed and settings give the
+same sequence (the frame count is a setting: it sets how much street is built).
 """
 
 from __future__ import annotations

@@ -1,0 +1,77 @@
+"""ONNX Runtime backend: the CPU provider, or the CUDA and TensorRT execution providers when installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mots_ros.errors import BackendError
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendError(
+            "backend 'onnxruntime' needs the onnxruntime package: pip install onnxruntime "
+            "(or onnxruntime-gpu for CUDA; on a Jetson, NVIDIA's JetPack wheel)"
+        ) from err
+    return onnxruntime
+
+
+class OnnxRuntimeBackend:
+    """Runs an ONNX file with ONNX Runtime.
+
+    Args:
+        path: the ONNX file.
+        provider: ``cpu``, ``cuda`` or ``tensorrt`` (the ONNX Runtime execution provider family).
+        num_threads: intra-op CPU threads; 0 leaves ONNX Runtime's default.
+        cache_dir: where the TensorRT provider caches its engines.
+        fp16: let the TensorRT provider use fp16.
+    """
+
+    def __init__(self, path: str | Path, *, provider: str = "cpu", num_threads: int = 0,
+                 cache_dir: str | Path | None = None, fp16: bool = False):
+        ort = import_onnxruntime()
+        available = ort.get_available_providers()
+        wanted = PROVIDERS[provider]
+        if wanted[0] not in available:
+            raise BackendError(
+                f"ONNX Runtime has no {wanted[0]} here (available: {available}); "
+                + ("install onnxruntime-gpu with a matching CUDA" if provider != "cpu" else "reinstall onnxruntime")
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        if num_threads > 0:
+            options.intra_op_num_threads = num_threads
+        providers: list = [p for p in wanted if p in available]
+        if provider == "tensorrt" and cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            providers[0] = ("TensorrtExecutionProvider", {
+                "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir), "trt_fp16_enable": fp16})
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.name = f"onnxruntime-{provider}"
+
+    @property
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of a fixed-size image input, or None when the size is dynamic."""
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+            return int(shape[2]), int(shape[3])
+        return None
+
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        feeds = {name: np.ascontiguousarray(x, dtype=np.float32) for name, x in zip(self.input_names, inputs)}
+        return self.session.run(None, feeds)[0]
