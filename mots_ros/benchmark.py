@@ -1,10 +1,11 @@
-"""Per-stage CPU latency on a KITTI-sized frame (375×1242) with 10 instances.
+"""``mots-ros bench``: per-stage latency on a KITTI-sized frame (375×1242) with 10 instances.
 
-Networks run with random weights (weights do not change their cost); clustering runs on the
-ideal output for 10 instances, so it does the same work a trained model's output needs. Each
-stage is warmed up, then timed ``repeats`` times; the report gives median and p95 in ms, per
-thread count, and is written as JSON. Timings are measurements of this machine at that moment,
-never assertions.
+Networks run with random weights (weights do not change their cost) on torch and on ONNX Runtime;
+clustering runs on the ideal output for 10 instances, so it does the work a trained model's
+output needs. Every stage is warmed up and then timed; the report gives median and p95 in ms per
+thread count, the share of the CPU stages relative to the width-0.5 segmentation forward, and,
+optionally, frames processed end to end by the real node. Timings describe this machine at that
+moment; nothing asserts them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,8 @@ import numpy as np
 
 FRAME_HEIGHT, FRAME_WIDTH, NUM_INSTANCES = 375, 1242, 10
 SE_WIDTHS = (1.0, 0.5, 0.25)
+# Stages outside the two networks, whose sum is compared with the width-0.5 segmentation forward.
+CPU_STAGES = ("decode_rgb8", "clustering", "point_sampling", "association", "rle_encoding", "message_serialization")
 
 
 def time_call(function: Callable[[], object], repeats: int, warmup: int = 2) -> dict[str, float]:
@@ -56,14 +60,36 @@ def benchmark_frame(rng: np.random.Generator):
     return image, labels, raw
 
 
-def measure_stages(threads: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Times every stage with ``threads`` torch threads; returns ``{stage: timing}``."""
+def _runtimes() -> list[str]:
+    import importlib.util
+
+    return ["torch"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else [])
+
+
+def _network_runner(model, runtime: str, threads: int, folder: Path, export) -> Callable:
+    """A function running ``model`` on given inputs with ``runtime`` (torch or onnxruntime)."""
     import torch
 
-    from mots_ros.config import SegmentationConfig, TrackerConfig
-    from mots_ros.datatypes import Instance
+    if runtime == "torch":
+        def run(*inputs):
+            with torch.inference_mode():
+                return model(*(torch.from_numpy(x) for x in inputs)).numpy()
+        return run
+    from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(export(model, folder), num_threads=threads).run
+
+
+def measure_stages(threads: int, repeats: int, serialize: Callable | None = None) -> dict[str, dict[str, float]]:
+    """Times every stage with ``threads`` inference threads; returns ``{stage: timing}``."""
+    import torch
+
+    from mots_ros.config import TrackerConfig
+    from mots_ros.datatypes import FrameResult, Instance, TrackedInstance, TrackState
     from mots_ros.embedding.network import PointTrackNet
     from mots_ros.embedding.points import sample_points
+    from mots_ros.export import export_embedding, export_segmentation
+    from mots_ros.images import decode_image
     from mots_ros.masks import encode_label_map
     from mots_ros.segmentation.clustering import cluster_instances
     from mots_ros.segmentation.network import SpatialEmbeddingNet
@@ -71,18 +97,25 @@ def measure_stages(threads: int, repeats: int) -> dict[str, dict[str, float]]:
     from mots_ros.tracker import Tracker
 
     torch.set_num_threads(threads)
+    torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    image, labels, raw = benchmark_frame(rng)
+    image, _, raw = benchmark_frame(rng)
     stages: dict[str, dict[str, float]] = {}
+    folder = Path(tempfile.mkdtemp(prefix="mots_bench_"))
 
-    network_input = torch.from_numpy(to_network_input(image, 376, 1248))
+    rgb_bytes, bgr_bytes = image.tobytes(), np.ascontiguousarray(image[..., ::-1]).tobytes()
+    stages["decode_rgb8"] = time_call(lambda: decode_image(rgb_bytes, FRAME_HEIGHT, FRAME_WIDTH, "rgb8", FRAME_WIDTH * 3), repeats)
+    stages["decode_bgr8"] = time_call(lambda: decode_image(bgr_bytes, FRAME_HEIGHT, FRAME_WIDTH, "bgr8", FRAME_WIDTH * 3), repeats)
+
+    network_input = to_network_input(image, 376, 1248)
     for width in SE_WIDTHS:
         model = SpatialEmbeddingNet(width=width).eval()
-        with torch.inference_mode():
-            stages[f"se_forward_w{width:g}"] = time_call(lambda: model(network_input), max(3, repeats // 4))
+        for runtime in _runtimes():
+            run = _network_runner(model, runtime, threads, folder,
+                                  lambda m, f, w=width: export_segmentation(m, f / f"se_{w}.onnx", height=376, width=1248))
+            stages[f"se_forward_w{width:g}_{runtime}"] = time_call(lambda run=run: run(network_input), max(3, repeats // 4))
 
-    config = SegmentationConfig()
-    cluster_map = cluster_instances(raw, config.seed_threshold, config.min_pixel, config.n_sigma)
+    cluster_map = cluster_instances(raw)
     stages["clustering"] = time_call(lambda: cluster_instances(raw), repeats)
     found = int(len(np.unique(cluster_map)) - 1)
 
@@ -92,70 +125,76 @@ def measure_stages(threads: int, repeats: int) -> dict[str, dict[str, float]]:
     stages["point_sampling"] = time_call(lambda: sample_points(cluster_map, bgr, sample_rng), repeats)
 
     embedding_net = PointTrackNet().eval()
-    points, boxes = torch.from_numpy(clouds.points), torch.from_numpy(clouds.boxes)
+    for runtime in _runtimes():
+        run = _network_runner(embedding_net, runtime, threads, folder, lambda m, f: export_embedding(m, f / "pt.onnx"))
+        stages[f"embedding_forward_{runtime}"] = time_call(lambda run=run: run(clouds.points, clouds.boxes), max(3, repeats // 2))
     with torch.inference_mode():
-        stages["embedding_forward"] = time_call(lambda: embedding_net(points, boxes), max(3, repeats // 2))
-        embeddings = embedding_net(points, boxes).numpy()
+        embeddings = embedding_net(torch.from_numpy(clouds.points), torch.from_numpy(clouds.boxes)).numpy()
 
     ids = clouds.instance_ids.tolist()
     stages["rle_encoding"] = time_call(lambda: encode_label_map(cluster_map, ids), repeats)
     rles = encode_label_map(cluster_map, ids)
-    instances = [
-        Instance(rle=rles[i], bbox=tuple(int(v) for v in clouds.bboxes[i]), class_id=1, score=1.0, embedding=embeddings[i])
-        for i in range(len(ids))
-    ]
+    instances = [Instance(rle=rles[i], bbox=tuple(int(v) for v in clouds.bboxes[i]), class_id=1, score=1.0,
+                          embedding=embeddings[i]) for i in range(len(ids))]
 
     def associate():
         tracker = Tracker(TrackerConfig())
-        tracker.update(instances, stamp_ns=0, frame_index=0)
-        tracker.update(instances, stamp_ns=100_000_000, frame_index=1)
+        tracker.update(instances, stamp_ns=0, frame_index=0)  # creates the tracks
+        return tracker
 
-    # Two updates: the first only creates tracks; the second does the real association.
-    first_only = time_call(lambda: Tracker(TrackerConfig()).update(instances, stamp_ns=0, frame_index=0), repeats)
-    both = time_call(associate, repeats)
-    stages["association"] = {
-        "median_ms": max(0.0, both["median_ms"] - first_only["median_ms"]),
-        "p95_ms": max(0.0, both["p95_ms"] - first_only["p95_ms"]),
-        "runs": repeats,
-    }
-    post_network = ("clustering", "point_sampling", "association", "rle_encoding")
-    stages["cpu_stages_after_networks"] = {
-        "median_ms": sum(stages[s]["median_ms"] for s in post_network),
-        "p95_ms": sum(stages[s]["p95_ms"] for s in post_network),
-        "runs": repeats,
-    }
+    def associate_again():
+        tracker = associate()
+        tracker.update(instances, stamp_ns=100_000_000, frame_index=1)  # the real association
+
+    births, both = time_call(associate, repeats), time_call(associate_again, repeats)
+    stages["association"] = {key: max(0.0, both[key] - births[key]) for key in ("median_ms", "p95_ms")} | {"runs": repeats}
+    if serialize is not None:
+        result = FrameResult(0, None, FRAME_HEIGHT, FRAME_WIDTH, 0,
+                             tuple(TrackedInstance(i + 1, TrackState.CONFIRMED, inst) for i, inst in enumerate(instances)))
+        stages["message_serialization"] = time_call(lambda: serialize(result), repeats)
+    cpu = [s for s in CPU_STAGES if s in stages]
+    stages["cpu_stages_total"] = {key: sum(stages[s][key] for s in cpu) for key in ("median_ms", "p95_ms")} | {"runs": repeats}
+    for runtime in _runtimes():
+        stages[f"cpu_share_of_se_w0.5_{runtime}"] = {
+            "ratio": stages["cpu_stages_total"]["median_ms"] / stages[f"se_forward_w0.5_{runtime}"]["median_ms"]}
     stages["_instances_found"] = {"count": found}
     return stages
 
 
 def format_table(report: dict) -> str:
     thread_keys = list(report["threads"].keys())
-    header = f"{'stage':<28}" + "".join(f"{f'{t} thread(s) median / p95 ms':>32}" for t in thread_keys)
+    header = f"{'stage':<30}" + "".join(f"{f'{t} thread(s): median / p95 ms':>32}" for t in thread_keys)
     lines = [header, "-" * len(header)]
     first = report["threads"][thread_keys[0]]
     for stage in first:
         if stage.startswith("_"):
             continue
-        cells = "".join(
-            f"{report['threads'][t][stage]['median_ms']:>21.1f} / {report['threads'][t][stage]['p95_ms']:>8.1f}"
-            for t in thread_keys
-        )
-        lines.append(f"{stage:<28}{cells}")
+        if "ratio" in first[stage]:
+            cells = "".join(f"{report['threads'][t][stage]['ratio'] * 100:>31.1f}%" for t in thread_keys)
+        else:
+            cells = "".join(f"{report['threads'][t][stage]['median_ms']:>21.1f} / {report['threads'][t][stage]['p95_ms']:>8.1f}"
+                            for t in thread_keys)
+        lines.append(f"{stage:<30}{cells}")
+    for name, values in report.get("end_to_end", {}).items():
+        lines.append(f"{name:<30}" + f"{values['total_median_ms']:>21.1f} / {values['total_p95_ms']:>8.1f}"
+                     + f"   ({values['fps']:.1f} frames/s through the node)")
     lines.append(f"machine: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs)")
     return "\n".join(lines)
 
 
-def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: bool = False) -> str:
+def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: bool = False,
+                  serialize: Callable | None = None, end_to_end: Callable[[int], dict] | None = None) -> str:
     """Runs every stage for each thread count, writes JSON to ``out`` and returns the table."""
     if quick:
         repeats = 3
     report = {
         "frame": {"height": FRAME_HEIGHT, "width": FRAME_WIDTH, "instances": NUM_INSTANCES},
         "machine": machine_description(),
-        "threads": {str(t): measure_stages(t, repeats) for t in threads},
+        "threads": {str(t): measure_stages(t, repeats, serialize) for t in threads},
     }
+    if end_to_end is not None:
+        report["end_to_end"] = {f"node_end_to_end_{t}_threads": end_to_end(t) for t in threads}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
-    table = format_table(report)
-    return table + (f"\nJSON: {out}" if out is not None else "")
+    return format_table(report) + (f"\nJSON: {out}" if out is not None else "")

@@ -7,7 +7,6 @@ Every subcommand is ``mots-ros <name> --help``-documented. Errors that mots_ros 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -55,21 +54,24 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from mots_ros.datasets import write_mots_txt
+    from mots_ros.datasets import find_sequences, write_mots_txt
     from mots_ros.offline import iterate_frames, track_sequence
     from mots_ros.pipeline import MotsPipeline
 
+    if (args.images is None) == (args.data is None):
+        raise MotsError("give either --images (one sequence, --out is a txt file) or --data (all sequences, --out is a folder)")
     config = _config_from_args(args)
     pipeline = MotsPipeline.from_config(config)
-    on_result = None
-    if args.overlay:
-        on_result = _overlay_writer(args.overlay)
-    records = track_sequence(
-        pipeline, iterate_frames(args.images, args.first, args.last), fps=args.fps, on_result=on_result, progress=True
-    )
-    write_mots_txt(args.out, records)
-    tracks = len({r.track_id for r in records})
-    print(f"wrote {len(records)} masks of {tracks} tracks to {args.out}")
+    if args.images is not None:
+        jobs = [(args.images, args.out, args.overlay)]
+    else:
+        jobs = [(s.image_dir, args.out / f"{s.name}.txt", args.overlay / s.name if args.overlay else None)
+                for s in find_sequences(args.data)]
+    for image_dir, out, overlay in jobs:
+        records = track_sequence(pipeline, iterate_frames(image_dir, args.first, args.last), fps=args.fps,
+                                 on_result=_overlay_writer(overlay) if overlay else None, progress=True)
+        write_mots_txt(out, records)
+        print(f"wrote {len(records)} masks of {len({r.track_id for r in records})} tracks to {out}")
     return 0
 
 
@@ -127,8 +129,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from mots_ros.benchmark import run_benchmark
+    from mots_ros.nodes.commands import message_serializer
 
-    report = run_benchmark(threads=args.threads, repeats=args.repeats, out=args.out, quick=args.quick)
+    end_to_end = None
+    if not args.no_node:
+        import tempfile
+        from functools import partial
+
+        from mots_ros.soak import node_end_to_end
+
+        end_to_end = partial(node_end_to_end, Path(tempfile.mkdtemp(prefix="mots_bench_node_")))
+    report = run_benchmark(threads=args.threads, repeats=args.repeats, out=args.out, quick=args.quick,
+                           serialize=message_serializer(), end_to_end=end_to_end)
     print(report)
     return 0
 
@@ -150,6 +162,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.network == "calibrate":
+        return _calibrate(args)
     if args.network == "segmentation":
         from mots_ros.training.segmentation import SegmentationTrainingConfig, train_segmentation
 
@@ -305,14 +319,35 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from mots_ros.config import load_config
+    from mots_ros.pipeline import MotsPipeline
+    from mots_ros.training.calibration import calibrate_scale, collect_instances, fold_scale
+
+    if not args.init or len(args.data) != 1 or not args.sequences:
+        raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
+    config = load_config(preset_name=args.preset).replace(**{"embedding.weights": args.init, "inference.backend": "torch"})
+    collected = collect_instances(MotsPipeline.from_config(config, segment=False), args.data[0], args.sequences, args.fps)
+    scale, table = calibrate_scale(collected, args.data[0], config)
+    print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
+    for value, scores in table:
+        print(f"{value:>6.2f} {scores['AssA']:>7.2f} {scores['IDF1']:>7.2f} {scores['IDS']:>5d}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fold_scale(Path(args.init), args.out, scale, {"calibration": {"sequences": args.sequences, "preset": args.preset,
+                                                                  "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}})
+    print(f"scale {scale:g} folded into {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mots-ros", description="Multi-object tracking and segmentation for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     track = sub.add_parser("track", help="track an image folder offline and write KITTI MOTS txt")
-    track.add_argument("--images", type=Path, required=True, help="folder of images named by frame number")
-    track.add_argument("--out", type=Path, required=True, help="result txt file")
+    track.add_argument("--images", type=Path, help="folder of images named by frame number (one sequence)")
+    track.add_argument("--data", type=Path, help="dataset folder with images/<seq>/ (every sequence)")
+    track.add_argument("--out", type=Path, required=True, help="result txt file (--images) or folder (--data)")
     track.add_argument("--overlay", type=Path, help="folder for overlay JPEGs")
     track.add_argument("--fps", type=float, default=10.0, help="frame rate, for stamps (default 10)")
     track.add_argument("--first", type=int, help="first frame number to track")
@@ -351,9 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=cmd_synth)
 
     train = sub.add_parser("train", help="train the segmentation or the embedding network")
-    train.add_argument("network", choices=("segmentation", "embedding"))
+    train.add_argument("network", choices=("segmentation", "embedding", "calibrate"),
+                       help="calibrate: fit a trained embedding's distance scale to the preset's constants (--init, --out FILE)")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (KITTI MOTS / MOTSChallenge layout)")
-    train.add_argument("--out", type=Path, required=True, help="folder for last.pth (resumable) and final.pth")
+    train.add_argument("--out", type=Path, required=True, help="folder for last.pth (resumable) and final.pth; a file for calibrate")
+    train.add_argument("--preset", choices=("car", "pedestrian"), default="car", help="association constants (calibrate)")
+    train.add_argument("--fps", type=float, default=10.0, help="frame rate of the data, for stamps (calibrate)")
     train.add_argument("--sequences", nargs="*", help="NAME or NAME:FIRST-LAST selections (default: all)")
     train.add_argument("--class-id", type=int, default=1, choices=(1, 2), help="1 car, 2 pedestrian")
     train.add_argument("--steps", type=int, default=3000)
@@ -462,11 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
     soak.set_defaults(handler=cmd_soak)
 
-    bench = sub.add_parser("bench", help="per-stage CPU latency on a synthetic 375x1242 frame with 10 instances")
+    bench = sub.add_parser("bench", help="per-stage latency (torch and ONNX Runtime) on a 375x1242 frame with 10 instances")
     bench.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="thread counts to measure")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per stage")
     bench.add_argument("--out", type=Path, default=Path("benchmarks/latest.json"), help="JSON output")
     bench.add_argument("--quick", action="store_true", help="few repeats, for smoke tests")
+    bench.add_argument("--no-node", action="store_true", help="skip the end-to-end run through mots_node")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

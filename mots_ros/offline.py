@@ -75,7 +75,7 @@ def track_sequence(
     """Tracks one sequence from scratch and returns its result records.
 
     Args:
-        pipeline: reset before the first frame (a new epoch, sampling restarted from its seed).
+        pipeline: reset before the first frame (ids restart at 1, sampling restarts from its seed).
         frames: ``(frame_number, image_path)`` in order.
         fps: frame rate, for stamps.
         ground_truth: per-frame records; when given, their masks replace segmentation (oracle).
@@ -83,7 +83,7 @@ def track_sequence(
         progress: show a progress bar.
     """
     frames = list(frames)
-    pipeline.reset()
+    pipeline.reset(restart_ids=True)
     rng = np.random.default_rng(oracle_seed)
     records: list[MotsRecord] = []
     first = frames[0][0] if frames else 0
@@ -150,7 +150,7 @@ def track_bag(pipeline: MotsPipeline, bag: str | os.PathLike, *, fps: float | No
     metadata = bag_metadata(bag)
     fps = fps or float(metadata.get("mots_ros.fps", DEFAULT_FPS))
     origin = int(metadata.get("mots_ros.stamp_origin_ns", STAMP_ORIGIN_NS))
-    pipeline.reset()
+    pipeline.reset(restart_ids=True)
     records: list[MotsRecord] = []
     frames = read_bag_frames(bag, max_pixels=pipeline.max_image_pixels)
     if progress:

@@ -108,9 +108,13 @@ class MotsPipeline:
             names["embedding"] = self.embedder.backend.name
         return names
 
-    def reset(self) -> None:
-        """Resets the tracker (new epoch) and restarts point sampling from its seed."""
-        self.tracker.reset()
+    def reset(self, *, restart_ids: bool = False) -> None:
+        """Resets the tracker (new epoch) and restarts point sampling from its seed.
+
+        Args:
+            restart_ids: start track ids at 1 again (a new sequence offline); a live stream never does.
+        """
+        self.tracker.reset(restart_ids=restart_ids)
         self._reseed()
 
     def _reseed(self) -> None:

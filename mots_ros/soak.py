@@ -52,15 +52,17 @@ def _node_pid(child: _Child) -> int:
     return child.process.pid  # `python -m mots_ros.cli run` is the node process itself
 
 
-def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path, params_file: Path) -> dict:
-    """Runs one mode; returns its statistics."""
+def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path, params_file: Path,
+              parameters: tuple[str, ...] = ()) -> dict:
+    """Runs one mode; returns its statistics. ``parameters`` are extra ``name:=value`` node overrides."""
     logs = out / f"logs_{mode}"
     logs.mkdir(parents=True, exist_ok=True)
     latency_csv = out / f"latency_{mode}.csv"
     latency_csv.unlink(missing_ok=True)
     env = dds_environment()
+    overrides = [item for parameter in parameters for item in ("-p", parameter)]
     node = _Child("node", ["run", "--params-file", str(params_file), "--namespace", "camera", "--ros-args",
-                           "-p", f"node.mode:={mode}", "-p", f"node.latency_log:={latency_csv}"], logs, env)
+                           "-p", f"node.mode:={mode}", "-p", f"node.latency_log:={latency_csv}", *overrides], logs, env)
     sampler = None
     try:
         node.wait_for("active:", 120)
@@ -100,16 +102,32 @@ def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path,
     }
 
 
-def run_soak(out: Path, *, frames: int = 2000, modes: tuple[str, ...] = ("replay", "live"),
-             frames_per_loop: int = 100, params_file: Path | None = None) -> str:
+def synthetic_bag(out: Path, frames: int, seed: int = 77) -> Path:
+    """A KITTI-sized synthetic drive as a bag (reused when it exists)."""
     from mots_ros.bags import images_to_bag
     from mots_ros.synthetic.driving import DrivingConfig, write_sequence
 
-    out.mkdir(parents=True, exist_ok=True)
     data, bag = out / "data", out / "bag"
     if not bag.exists():
-        write_sequence(data, "0000", DrivingConfig(frames=frames_per_loop, seed=77))
+        write_sequence(data, "0000", DrivingConfig(frames=frames, seed=seed))
         images_to_bag(data / "images" / "0000", bag, fps=10)
+    return bag
+
+
+def node_end_to_end(out: Path, threads: int, frames: int = 40) -> dict:
+    """Median/p95 of the node's decode-to-publish time and frames per second, replaying frame by frame."""
+    bag = synthetic_bag(out, frames)
+    stats = soak_mode("replay", bag, 1, frames, out / f"threads_{threads}", package_file("config", "car.yaml"),
+                      parameters=(f"inference.num_threads:={threads}",))
+    total = stats["stages"]["total"]
+    return {"total_median_ms": total["median_ms"], "total_p95_ms": total["p95_ms"],
+            "fps": stats["frames_processed"] / stats["seconds"], "frames": stats["frames_processed"]}
+
+
+def run_soak(out: Path, *, frames: int = 2000, modes: tuple[str, ...] = ("replay", "live"),
+             frames_per_loop: int = 100, params_file: Path | None = None) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    bag = synthetic_bag(out, frames_per_loop)
     loops = -(-frames // frames_per_loop)
     params_file = params_file or package_file("config", "car.yaml")
     report = {"machine": machine_description(), "modes": [soak_mode(m, bag, loops, frames_per_loop, out, params_file)

@@ -162,8 +162,14 @@ class Tracker:
         self._last_frame_index: int | None = None
         self._frame_serial = 0
 
-    def reset(self) -> None:
-        """Forgets every track and starts a new epoch; ids keep counting up."""
+    def reset(self, *, restart_ids: bool = False) -> None:
+        """Forgets every track and starts a new epoch.
+
+        Ids keep counting up (a live stream never reuses one), unless ``restart_ids``: offline, each
+        sequence starts again at 1, as the published per-sequence files do.
+        """
+        if restart_ids:
+            self._next_id = 1
         self.tracks = []
         self.epoch += 1
         self._last_stamp_ns = None

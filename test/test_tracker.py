@@ -160,3 +160,12 @@ def test_warp_mask_moves_pixels_and_drops_those_leaving_the_image():
     flow[..., 0], flow[..., 1] = 2.0, 1.0
     warped = warp_mask(mask, flow)
     assert warped.sum() == 2 and warped[3:5, 9].all()
+
+
+def test_restart_ids_starts_a_sequence_at_one():
+    tracker = Tracker(CAR)
+    tracker.update([instance((10, 10, 30, 30)), instance((50, 10, 70, 30), (90.0, 0.0))], stamp_ns=0, frame_index=0)
+    tracker.reset()
+    assert ids(tracker.update([instance((10, 10, 30, 30))], stamp_ns=1, frame_index=1)) == [3]
+    tracker.reset(restart_ids=True)
+    assert ids(tracker.update([instance((10, 10, 30, 30))], stamp_ns=2, frame_index=2)) == [1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from mots_ros.datasets import list_frames, read_image_rgb
 from mots_ros.segmentation.segmenter import to_network_input

@@ -226,7 +226,9 @@ class TensorRTBackend:
         trt = self._trt
         trt_logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(trt_logger)
-        network = builder.create_network(0)
+        # TensorRT 8.x (JetPack 5) must be asked for explicit batch; 10.x always is and deprecates the flag.
+        explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+        network = builder.create_network(1 << int(explicit) if explicit is not None else 0)
         parser = trt.OnnxParser(network, trt_logger)
         if not parser.parse(self.onnx_path.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))

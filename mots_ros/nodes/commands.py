@@ -52,3 +52,13 @@ def record_tracks(topic: str, out: Path, *, fps: float, frames: int | None, idle
         recorder.destroy_node()
         rclpy.try_shutdown()
     return count
+
+
+def message_serializer():
+    """A function serializing a FrameResult as the node publishes it (TrackedInstanceArray, CDR)."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from mots_ros.ros_conversions import result_to_message
+
+    return lambda result: serialize_message(result_to_message(result, Header(frame_id="camera")))

@@ -47,13 +47,13 @@ class AnnotatedDataset:
             for sequence in find_sequences(root):
                 if sequence.annotations is None:
                     continue
-                ranges = [(f, l) for n, f, l in wanted if n == sequence.name] if wanted else [(None, None)]
+                ranges = [(first, last) for name, first, last in wanted if name == sequence.name] if wanted else [(None, None)]
                 if not ranges:
                     continue
                 by_frame = records_by_frame(read_annotations(sequence))
                 images = {int(p.stem): p for p in sequence.image_dir.iterdir() if p.stem.isdigit()}
                 for frame in sorted(images):
-                    if any((f is None or frame >= f) and (l is None or frame <= l) for f, l in ranges):
+                    if any((first is None or frame >= first) and (last is None or frame <= last) for first, last in ranges):
                         self.frames.append(
                             AnnotatedFrame(f"{Path(root).name}/{sequence.name}", frame, images[frame], tuple(by_frame.get(frame, ())))
                         )

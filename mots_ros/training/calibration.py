@@ -1,0 +1,99 @@
+"""Fitting a trained embedding's distance scale to the published association constants.
+
+The published constants (α, β, τ, γ; spec §7.1) were tuned for the official embedding. A newly
+trained embedding has its own distance scale, so this step multiplies its output by one factor
+``s`` (chosen on training sequences, never on evaluation data) and folds ``s`` into the last
+linear layer. The published constants then hold for the shipped model too, and presets stay the
+same for every checkpoint.
+
+Embeddings are computed once per frame with ground-truth masks; only the tracker is re-run per
+candidate scale, scored by TrackEval (association accuracy, AssA).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mots_ros.config import Config
+from mots_ros.datasets import MotsRecord, SeqmapEntry, find_sequences, read_annotations, records_by_frame, write_mots_txt, write_seqmap
+from mots_ros.datatypes import Frame, Instance
+from mots_ros.evaluation import evaluate
+from mots_ros.offline import ground_truth_instances, iterate_frames
+from mots_ros.tracker import Tracker
+from mots_ros.training.data import parse_selection
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCALES = tuple(float(2 ** (k / 2)) for k in range(-4, 13))  # 0.25 .. 64, steps of sqrt(2)
+
+
+def collect_instances(pipeline, data: Path, selections: list[str], fps: float = 10.0):
+    """Per sequence: the (frame, stamp, instances) of every frame, with embeddings, from GT masks."""
+    from mots_ros.datasets import read_image_rgb
+
+    collected = {}
+    wanted = {name: (first, last) for name, first, last in map(parse_selection, selections)}
+    for sequence in find_sequences(data):
+        if sequence.name not in wanted:
+            continue
+        first, last = wanted[sequence.name]
+        ground_truth = records_by_frame(read_annotations(sequence))
+        rng = np.random.default_rng(0)
+        pipeline.reset(restart_ids=True)
+        frames = []
+        for frame, path in iterate_frames(sequence.image_dir, first, last):
+            image = read_image_rgb(path)
+            given = ground_truth_instances(ground_truth.get(frame, []), image.shape[0], image.shape[1], rng)
+            stamp = int(round(frame * 1e9 / fps))
+            result = pipeline.process(Frame(image, stamp_ns=stamp, frame_index=frame), given)
+            frames.append((frame, stamp, [t.instance for t in result.instances]))
+        collected[sequence.name] = (frames, first if first is not None else frames[0][0], frames[-1][0])
+    return collected
+
+
+def score_scale(collected: dict, data: Path, config: Config, scale: float) -> dict[str, float]:
+    """TrackEval scores of tracking the collected instances with embeddings multiplied by ``scale``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        entries = []
+        for name, (frames, first, last) in collected.items():
+            tracker = Tracker(config.tracker)
+            records = []
+            for frame, stamp, instances in frames:
+                scaled = [Instance(i.rle, i.bbox, i.class_id, i.score, i.embedding * scale) for i in instances]
+                tracked = tracker.update(scaled, stamp_ns=stamp, frame_index=frame)
+                records += [MotsRecord(frame, t.track_id, t.class_id, t.rle) for t in tracked]
+            write_mots_txt(tmp / f"{name}.txt", records)
+            entries.append(SeqmapEntry(name, first, last))
+        write_seqmap(tmp / "calibration.seqmap", entries)
+        result = evaluate(data, tmp, seqmap=tmp / "calibration.seqmap")
+    class_name = next(iter(result.scores["COMBINED"]))
+    return result.combined(class_name)
+
+
+def calibrate_scale(collected: dict, data: Path, config: Config, scales=DEFAULT_SCALES) -> tuple[float, list]:
+    """The scale with the best AssA (ties: the best IDF1), and every scale's scores."""
+    table = [(scale, score_scale(collected, data, config, scale)) for scale in scales]
+    best = max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))
+    for scale, scores in table:
+        logger.info("scale %.2f: AssA %.2f IDF1 %.2f IDS %d", scale, scores["AssA"], scores["IDF1"], scores["IDS"])
+    return best[0], table
+
+
+def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
+    """Writes ``checkpoint`` with its output multiplied by ``scale`` (folded into last_emb.2)."""
+    import torch
+
+    from mots_ros.checkpoints import save_checkpoint
+    from mots_ros.model_loading import build_embedding_network
+
+    model = build_embedding_network(checkpoint)
+    with torch.no_grad():
+        model.point_feat.last_emb[2].weight.mul_(scale)
+        model.point_feat.last_emb[2].bias.mul_(scale)
+    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": scale}, extra=extra)
+    return out
