@@ -136,13 +136,19 @@ class MotsPipeline:
             logger.warning("frame %s: flow ignored: %s", frame.stamp_ns, problem)
             flow = None
 
+        # Every check comes before the first change of state, so a refused frame changes nothing.
+        if given is not None:
+            labels, instance_ids, class_ids, scores = _unpack_given(given, height, width)
+        elif self.segmenter is None:
+            raise InputError("this pipeline has no segmentation network; pass the instances (given=...)")
+        else:
+            self.segmenter.input_size(height, width)  # raises for frames larger than a fixed network input
         if self.tracker.observe_time(frame.stamp_ns, frame.frame_index):
             self._reseed()  # a replay from the start then reproduces its first run
+
         latency: dict[str, float] = {}
         clock = _StageClock(latency)
         if given is None:
-            if self.segmenter is None:
-                raise InputError("this pipeline has no segmentation network; pass the instances (given=...)")
             with clock("segmentation_network"):
                 raw = self.segmenter.predict_raw(frame.image_rgb)
             with clock("clustering"):
@@ -150,8 +156,6 @@ class MotsPipeline:
             labels, instance_ids = segmentation.labels, segmentation.instance_ids
             scores = segmentation.scores
             class_ids = np.full(instance_ids.size, self.segmenter.config.class_id)
-        else:
-            labels, instance_ids, class_ids, scores = _unpack_given(given, height, width)
 
         if self.embedder is not None:
             with clock("point_sampling"):
