@@ -307,8 +307,8 @@ def cmd_export_engine(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mots_ros.demo import run_demo
 
-    run_demo(args.out, data=args.data, sequence=args.sequence, frames=args.frames, params_file=args.params_file,
-             fps=args.fps)
+    run_demo(args.out, data=args.data, sequence=args.sequence, frames=args.frames, first=args.first,
+             params_file=args.params_file, fps=args.fps)
     return 0
 
 
@@ -489,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, help="a real MOTS-format dataset folder instead of a synthetic drive")
     demo.add_argument("--sequence", help="sequence of --data (default: the first)")
     demo.add_argument("--frames", type=int, default=80, help="frames to render (or to take from --data)")
+    demo.add_argument("--first", type=int, help="first frame to take from --data")
     demo.add_argument("--fps", type=float, default=10.0, help="frame rate (MOTS20-05: 14, MOTS20-09: 30)")
     demo.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
     demo.set_defaults(handler=cmd_demo)

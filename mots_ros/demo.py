@@ -86,7 +86,8 @@ class _Child:
 
 
 def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None, frames: int = 80,
-             params_file: Path | None = None, fps: float = 10.0, seed: int = DEMO_SEED) -> dict:
+             first: int | None = None, params_file: Path | None = None, fps: float = 10.0,
+             seed: int = DEMO_SEED) -> dict:
     """Runs the whole demo; returns the paths of its outputs and the headline metrics."""
     from mots_ros.bags import images_to_bag
     from mots_ros.evaluation import evaluate, save_result
@@ -106,7 +107,7 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
     if not chosen:
         raise MotsError(f"{data}: no sequence {sequence}")
     sequence, image_dir = chosen[0].name, chosen[0].image_dir
-    frame_numbers = [f for f, _ in list_frames(image_dir)][: frames if given_data else None]
+    frame_numbers = [f for f, _ in list_frames(image_dir) if first is None or f >= first][: frames if given_data else None]
     first, last = frame_numbers[0], frame_numbers[-1]
     bag = out / "bag"
     if bag.exists():
@@ -129,6 +130,7 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
         recorder = _Child("record", ["record", "--topic", "/camera/tracks", "--fps", str(fps), "--out",
                                      str(results / f"{sequence}.txt"), "--frames", str(len(frame_numbers)),
                                      "--idle-timeout", "60", "--timeout", "1800"], logs, env)
+        recorder.wait_for("ready:", 60)
         player = _Child("replay", ["bag", "replay", str(bag), "--fast", "--wait-for-tracks", "/camera/tracks",
                                    "--topics", "/camera/image", "/camera/camera_info"], logs, env)
         player.wait(1800)

@@ -49,7 +49,8 @@ class Process:
         )
 
     def output(self) -> str:
-        self._file.flush()
+        if not self._file.closed:
+            self._file.flush()
         return self.log.read_text()
 
     def wait_for_output(self, text: str, timeout_s: float) -> bool:

@@ -80,7 +80,7 @@ def replay(
     player = BagPlayer(wait_for_tracks=wait_for_tracks)
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(player)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=spin_quietly, args=(executor,), daemon=True)
     spinner.start()
     published = 0
     try:
@@ -122,6 +122,14 @@ def replay(
         spinner.join(timeout=5.0)
         player.destroy_node()
     return published
+
+
+def spin_quietly(executor) -> None:
+    """Spins until shutdown; the shutdown itself is the normal way out of a background spin."""
+    try:
+        executor.spin()
+    except rclpy.executors.ExternalShutdownException:
+        pass
 
 
 def _is_camera_image(connection) -> bool:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import time
+
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from mots_ros.nodes.bag_player import replay
+from mots_ros.nodes.bag_player import replay, spin_quietly
 from mots_ros.nodes.mots_node import MotsNode, spin_nodes
 from mots_ros.nodes.track_recorder import TrackRecorder
 
@@ -39,8 +41,13 @@ def record_tracks(topic: str, out: Path, *, fps: float, frames: int | None, idle
     recorder = TrackRecorder(topic, fps=fps)
     executor = SingleThreadedExecutor()
     executor.add_node(recorder)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner = threading.Thread(target=spin_quietly, args=(executor,), daemon=True)
     spinner.start()
+    # Say when the tracks publisher is matched, so a caller can start playing only then.
+    deadline = time.monotonic() + min(timeout_s, 30.0)
+    while recorder.count_publishers(topic) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"ready: recording {topic} ({recorder.count_publishers(topic)} publisher(s))", flush=True)
     try:
         recorder.wait(frames=frames, idle_timeout_s=idle_timeout_s, timeout_s=timeout_s)
     except KeyboardInterrupt:

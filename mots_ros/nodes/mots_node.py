@@ -97,8 +97,7 @@ class MotsNode(LifecycleNode):
         self._activated_at = 0.0
         self._first_image_seen = False
         self._latency_log = None
-        autostart = self.get_parameter("node.autostart").value if self.has_parameter("node.autostart") else True
-        if autostart:
+        if self.get_parameter("node.autostart").value:
             # Configure and activate once the executor runs, like a launch file's lifecycle events.
             self._autostart_timer = self.create_timer(0.01, self._autostart, callback_group=self._timer_group)
 
@@ -115,6 +114,11 @@ class MotsNode(LifecycleNode):
         except MotsError as err:
             self.get_logger().error(f"configure refused: {err}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as err:  # a runtime's own error type; rclpy would only report "ERROR"
+            self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
+            return TransitionCallbackReturn.FAILURE
+        if self.config.node.use_flow and self.config.tracker.flow_iou_weight == 0:
+            self.get_logger().info("node.use_flow is on but tracker.flow_iou_weight is 0: flow is matched but not used")
         self._outputs = {
             "tracks": self.create_lifecycle_publisher(TrackedInstanceArray, "tracks", 10),
             "instance_ids": self.create_lifecycle_publisher(Image, "instance_ids", 5),
@@ -187,6 +191,7 @@ class MotsNode(LifecycleNode):
         self._destroy_subscriptions()
         self._stopping.set()
         with self._latest_ready:
+            self._latest = None  # a frame left from before deactivation is stale at the next activation
             self._latest_ready.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
