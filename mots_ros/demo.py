@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mots_ros.config import load_config
 from mots_ros.datasets import MotsRecord, find_sequences, list_frames, read_image_rgb, read_mots_txt, records_by_frame
+from mots_ros.datatypes import CLASS_NAMES
 from mots_ros.errors import MotsError
 
 logger = logging.getLogger(__name__)
@@ -143,7 +145,9 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
     from mots_ros.datasets import SeqmapEntry, write_seqmap
 
     write_seqmap(results / "demo.seqmap", [SeqmapEntry(sequence, first, last)])
-    result = evaluate(data, results, seqmap=results / "demo.seqmap")
+    # Score the class the node segments; the ground truth may hold others it was never asked to find.
+    class_name = CLASS_NAMES[load_config(params_file).segmentation.class_id]
+    result = evaluate(data, results, seqmap=results / "demo.seqmap", classes=[class_name])
     metrics_path = out / "metrics.json"
     save_result(result, metrics_path)
     records = read_mots_txt(results / f"{sequence}.txt")

@@ -112,19 +112,25 @@ def cluster_with_scores(
     no_scores = np.zeros(0, np.float32)
 
     # sigmoid(x) > 0.5 needs x > 0; evaluating the sigmoid only there saves a full-image pass.
-    positive = np.flatnonzero(raw[2 + n_sigma].ravel() > 0)
-    seed_positive = _sigmoid(raw[2 + n_sigma].ravel()[positive])
+    # Pixels are addressed by (row, col), so a cropped, non-contiguous output is never copied whole.
+    if raw.flags.c_contiguous:  # flat indexing is faster when it needs no copy
+        flat = np.flatnonzero(raw[2 + n_sigma].ravel() > 0)
+        rows, cols = np.divmod(flat, width)
+        gather = lambda channel: raw[channel].ravel()[flat]  # noqa: E731
+    else:
+        rows, cols = np.nonzero(raw[2 + n_sigma] > 0)
+        gather = lambda channel: raw[channel][rows, cols]  # noqa: E731
+    seed_positive = _sigmoid(gather(2 + n_sigma))
     is_candidate = seed_positive > 0.5
-    candidates = positive[is_candidate]
-    n = candidates.size
+    rows, cols = rows[is_candidate], cols[is_candidate]
+    n = rows.size
     if n <= min_pixel:
         return labels, no_scores
 
-    rows, cols = np.divmod(candidates, width)
     grid_x, grid_y = _grid_axes(height, width)
-    emb_x = np.tanh(raw[0].ravel()[candidates]) + grid_x[cols]
-    emb_y = np.tanh(raw[1].ravel()[candidates]) + grid_y[rows]
-    sigma = raw[2 : 2 + n_sigma].reshape(n_sigma, -1)[:, candidates]
+    emb_x = np.tanh(gather(0)[is_candidate]) + grid_x[cols]
+    emb_y = np.tanh(gather(1)[is_candidate]) + grid_y[rows]
+    sigma = np.stack([gather(2 + c)[is_candidate] for c in range(n_sigma)])
     seed = seed_positive[is_candidate]
 
     # Only seeds >= threshold can ever be a centre: the loop stops at the first one below
@@ -180,5 +186,5 @@ def cluster_with_scores(
         fresh_rank = strong_rank[fresh]
         strong_open[fresh_rank[fresh_rank >= 0]] = False
 
-    labels.ravel()[candidates[by_x]] = ids
+    labels[rows[by_x], cols[by_x]] = ids
     return labels, np.asarray(centre_scores, np.float32)

@@ -82,6 +82,6 @@ class Segmenter:
         """Clusters a raw output into instances (spec §3.2)."""
         cfg = self.config
         labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, cfg.min_pixel, cfg.n_sigma)
-        instance_ids = np.unique(labels)
-        instance_ids = instance_ids[instance_ids > 0]
+        # Ids still present (later proposals may overwrite earlier ones); bincount beats sorting the map.
+        instance_ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=centre_scores.size + 1)[1:]) + 1
         return Segmentation(labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores)
