@@ -87,15 +87,19 @@ def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path,
     warm = memory[int(len(memory) * WARMUP_FRACTION)] if memory else float("nan")
     stages = {
         stage: {"median_ms": float(np.median(values)), "p95_ms": float(np.percentile(values, 95))}
-        for stage in rows[0] if stage != "stamp_ns"
+        for stage in rows[0] if stage not in ("stamp_ns", "finished_s")
         for values in [[float(r[stage]) for r in rows]]
     } if rows else {}
+    finished = [float(r["finished_s"]) for r in rows]
+    # Throughput between the first and the last processed frame: process start-up is not in it.
+    processed_per_s = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else 0.0
     return {
         "mode": mode,
         "frames_published": published,
         "frames_processed": len(rows),
         "frames_dropped": published - len(rows),
         "seconds": seconds,
+        "processed_per_s": processed_per_s,
         "stages": stages,
         "rss_mib": {"start": memory[0] if memory else None, "after_warmup": warm, "end": memory[-1] if memory else None,
                     "growth_after_warmup_percent": (memory[-1] / warm - 1) * 100 if memory else None},
@@ -121,7 +125,7 @@ def node_end_to_end(out: Path, threads: int, frames: int = 40) -> dict:
                       parameters=(f"inference.num_threads:={threads}",))
     total = stats["stages"]["total"]
     return {"total_median_ms": total["median_ms"], "total_p95_ms": total["p95_ms"],
-            "fps": stats["frames_processed"] / stats["seconds"], "frames": stats["frames_processed"]}
+            "fps": stats["processed_per_s"], "frames": stats["frames_processed"]}
 
 
 def run_soak(out: Path, *, frames: int = 2000, modes: tuple[str, ...] = ("replay", "live"),
@@ -140,8 +144,9 @@ def format_soak(report: dict) -> str:
     lines = []
     for mode in report["modes"]:
         rss = mode["rss_mib"]
-        lines.append(f"{mode['mode']} mode: {mode['frames_processed']}/{mode['frames_published']} frames processed, "
-                     f"{mode['frames_dropped']} dropped, {mode['seconds']:.0f} s; resident memory {rss['start']:.0f} MiB "
+        lines.append(f"{mode['mode']} mode: {mode['frames_processed']}/{mode['frames_published']} frames processed "
+                     f"({mode['processed_per_s']:.1f}/s), {mode['frames_dropped']} dropped, {mode['seconds']:.0f} s; "
+                     f"resident memory {rss['start']:.0f} MiB "
                      f"at start, {rss['after_warmup']:.0f} after warm-up, {rss['end']:.0f} at end "
                      f"({rss['growth_after_warmup_percent']:+.1f}% after warm-up)")
         lines.append(f"  {'stage':<24}{'median ms':>11}{'p95 ms':>10}")

@@ -87,19 +87,24 @@ def sample_points(
         raise InputError(
             f"image must be ({height}, {width}, 3) uint8 to match the label map, got {image_bgr.shape} {image_bgr.dtype}"
         )
-    rows, cols = np.nonzero(label_map)
-    labels = label_map[rows, cols]
+    flat = np.flatnonzero(label_map)  # one pass, row-major, cheaper than a 2-D nonzero
+    labels = label_map.ravel()[flat]
     if only_ids is not None:
         keep = np.isin(labels, only_ids)
-        rows, cols, labels = rows[keep], cols[keep], labels[keep]
-    instance_ids = np.unique(labels)
+        flat, labels = flat[keep], labels[keep]
+    rows, cols = np.divmod(flat, width)
+    if labels.size and labels.min() >= 0 and labels.max() < 1 << 20:
+        instance_ids = np.flatnonzero(np.bincount(labels))  # instance ids are small: no sort needed
+    else:
+        instance_ids = np.unique(labels)
     k = instance_ids.size
     if k == 0:
         return _empty(num_foreground + num_environment)
 
-    # Group pixels by instance; the stable sort keeps row-major order inside each group.
+    # Group pixels by instance; the stable sort keeps row-major order inside each group
+    # (for up to 65536 instances numpy sorts 16-bit keys by radix).
     instance = np.searchsorted(instance_ids, labels)
-    order = np.argsort(instance.astype(np.int32), kind="stable")
+    order = np.argsort(instance.astype(np.uint16 if k <= 1 << 16 else np.int64), kind="stable")
     rows, cols, instance = rows[order], cols[order], instance[order]
     pixel_counts = np.bincount(instance, minlength=k)
     group_start = np.concatenate(([0], np.cumsum(pixel_counts)[:-1]))

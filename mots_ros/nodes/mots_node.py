@@ -154,7 +154,7 @@ class MotsNode(LifecycleNode):
         if node_config.latency_log:
             self._latency_log = open(node_config.latency_log, "a", buffering=1)
             if self._latency_log.tell() == 0:
-                self._latency_log.write(",".join(["stamp_ns", "decode", *STAGES, "publish", "total"]) + "\n")
+                self._latency_log.write(",".join(["stamp_ns", "finished_s", "decode", *STAGES, "publish", "total"]) + "\n")
         self._stopping.clear()
         if live:
             self._worker = threading.Thread(target=self._live_worker, name="mots_live_worker", daemon=True)
@@ -303,7 +303,7 @@ class MotsNode(LifecycleNode):
         if self._latency_log is not None:
             stages = [result.latency_ms.get(stage, 0.0) for stage in STAGES]
             row = [(decoded - started) * 1e3, *stages, (finished - publish_start) * 1e3, (finished - started) * 1e3]
-            self._latency_log.write(f"{stamp_ns}," + ",".join(f"{v:.3f}" for v in row) + "\n")
+            self._latency_log.write(f"{stamp_ns},{time.monotonic():.4f}," + ",".join(f"{v:.3f}" for v in row) + "\n")
         with self._stats.lock:
             self._stats.processed += 1
             self._stats.add_latency("decode", (decoded - started) * 1e3)
