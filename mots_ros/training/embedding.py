@@ -215,13 +215,13 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
         embeddings = model(torch.from_numpy(points).to(device), torch.from_numpy(boxes).to(device))
         loss = batch_hard_triplet_loss(embeddings, torch.from_numpy(labels).to(device), config.margin)
         step += 1
-        if float(loss) > 0:
+        if float(loss.detach()) > 0:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         else:
             skipped += 1  # spec §8.3: no optimiser step on a zero loss
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")

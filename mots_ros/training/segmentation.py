@@ -147,7 +147,7 @@ def train_segmentation(config: SegmentationTrainingConfig, *, progress: bool = T
         loss.backward()
         optimizer.step()
         step += 1
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
