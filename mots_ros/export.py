@@ -30,6 +30,8 @@ def _write(model: torch.nn.Module, inputs: tuple, path: Path, input_names, outpu
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     model = model.eval()
+    # dynamo=False: the TorchScript exporter handles dynamic_axes directly and gives the graph whose
+    # ONNX Runtime parity the tests check; the dynamo exporter would need export-time shape specs.
     with torch.no_grad():
         torch.onnx.export(model, inputs, str(tmp), input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
