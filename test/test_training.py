@@ -38,12 +38,16 @@ def test_segmentation_loss_goes_down_and_training_resumes(tiny_data, tmp_path):
     assert read_checkpoint(train_segmentation(config, progress=False))[1]["epoch"] == 50
 
 
-def test_embedding_loss_goes_down(tiny_data, tmp_path):
+def test_embedding_loss_goes_down_and_training_resumes(tiny_data, tmp_path):
     config = EmbeddingTrainingConfig(data=[str(tiny_data)], out=str(tmp_path), steps=30, instances_per_step=6,
                                      foreground_points=64, environment_points=32, lr=1e-3, threads=2, device="cpu",
                                      balanced=True)
-    losses = [loss for loss in _losses(train_embedding(config, progress=False)) if loss > 0]
+    final = train_embedding(config, progress=False)
+    losses = [loss for loss in _losses(final) if loss > 0]
     assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    assert read_checkpoint(final)[1]["epoch"] == 30
+    config.steps, config.resume = 34, True
+    assert read_checkpoint(train_embedding(config, progress=False))[1]["epoch"] == 34
 
 
 def test_lovasz_hinge_prefers_correct_logits():

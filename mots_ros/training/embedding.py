@@ -14,18 +14,18 @@ instances (the "shuffle-group" sampling that FineTrack reports helps).
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mots_ros.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from mots_ros.checkpoints import load_checkpoint
 from mots_ros.embedding.network import PointTrackNet
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
 from mots_ros.training.data import AnnotatedDataset
 from mots_ros.training.losses import batch_hard_triplet_loss
+from mots_ros.training.run import TrainingRun, set_up
 
 logger = logging.getLogger(__name__)
 
@@ -170,70 +170,37 @@ class TripletBatches:
 
 def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -> Path:
     """Trains a PointTrackNet; returns the final checkpoint path (``<out>/final.pth``)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = torch.device(config.device)
-
+    device = set_up(config)
     model = PointTrackNet(num_foreground_points=config.foreground_points)
     if config.init:
         load_checkpoint(model, config.init)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
-    step = 0
-    last = out / "last.pth"
-    if config.resume and last.is_file():
-        state, metadata = read_checkpoint(last)
-        model.load_state_dict(state)
-        optimizer.load_state_dict(torch.load(last, map_location=device, weights_only=True)["optim_state_dict"])
-        step = int(metadata["epoch"])
-        rng = np.random.default_rng([config.seed, step])
+    build = {"model": "PointTrackNet", "class_id": config.class_id,
+             "trained_points": [config.foreground_points, config.environment_points]}
+    run = TrainingRun("embedding", config, model, optimizer, build, progress=progress)
+    run.resume()
 
     database = InstanceDatabase(AnnotatedDataset(config.data, config.sequences), config.class_id, config.min_pixels, progress)
     logger.info("instance database: %d instances, %d crops, %d sequences", len(database), database.crop_count(), len(database.sequences))
-    batches = TripletBatches(database, config, rng)
-    build = {"model": "PointTrackNet", "class_id": config.class_id,
-             "trained_points": [config.foreground_points, config.environment_points]}
-    history: list[float] = []
+    batches = TripletBatches(database, config, run.rng())
     skipped = 0
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=step, unit="step", desc="embedding")
-    start = time.perf_counter()
-    while step < config.steps:
+    while not run.done:
         model.train()
-        lr = config.lr * 0.1 ** sum(step >= m for m in milestones)
+        lr = config.lr * 0.1 ** sum(run.step >= m for m in milestones)
         for group in optimizer.param_groups:
             group["lr"] = lr
         points, boxes, labels = batches.sample()
         embeddings = model(torch.from_numpy(points).to(device), torch.from_numpy(boxes).to(device))
         loss = batch_hard_triplet_loss(embeddings, torch.from_numpy(labels).to(device), config.margin)
-        step += 1
         if float(loss.detach()) > 0:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         else:
             skipped += 1  # spec §8.3: no optimiser step on a zero loss
-        history.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            extra = {"training": asdict(config), "loss_history": history[-config.checkpoint_every :],
-                     "seconds": time.perf_counter() - start}
-            save_checkpoint(model, last, build=build, epoch=step, optimizer=optimizer, extra=extra)
-    if bar is not None:
-        bar.close()
-    final = out / "final.pth"
-    save_checkpoint(model.cpu(), final, build=build, epoch=step,
-                    extra={"training": asdict(config), "loss_history": history[-200:], "skipped_steps": skipped})
-    logger.info("embedding training finished: %d steps (%d skipped at zero loss), last-50 mean loss %.4f",
-                step, skipped, np.mean(history[-50:]))
-    return final
+        run.record(float(loss.detach()))
+    if skipped:
+        logger.info("%d embedding steps skipped at zero loss", skipped)
+    return run.finish(skipped_steps=skipped)

@@ -9,17 +9,17 @@ loop with different settings. Checkpoints use the official wrapper format and ar
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mots_ros.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from mots_ros.checkpoints import load_checkpoint
 from mots_ros.segmentation.network import SpatialEmbeddingNet
 from mots_ros.training.data import AnnotatedDataset
 from mots_ros.training.losses import spatial_embedding_loss
+from mots_ros.training.run import TrainingRun, set_up
 
 logger = logging.getLogger(__name__)
 
@@ -97,41 +97,19 @@ def _learning_rate(config: SegmentationTrainingConfig, step: int) -> float:
 
 def train_segmentation(config: SegmentationTrainingConfig, *, progress: bool = True) -> Path:
     """Trains a SpatialEmbeddingNet; returns the final checkpoint path (``<out>/final.pth``)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = torch.device(config.device)
-
+    device = set_up(config)
     model = SpatialEmbeddingNet(num_classes=(4, 1), width=config.width)
     model.init_output()
     if config.init:
         load_checkpoint(model, config.init)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step = 0
-    last = out / "last.pth"
-    if config.resume and last.is_file():
-        state, metadata = read_checkpoint(last)
-        model.load_state_dict(state)
-        optimizer.load_state_dict(torch.load(last, map_location=device, weights_only=True)["optim_state_dict"])
-        step = int(metadata["epoch"])
-        rng = np.random.default_rng([config.seed, step])
-        logger.info("resumed from %s at step %d", last, step)
-
-    dataset = AnnotatedDataset(config.data, config.sequences)
-    sampler = CropSampler(dataset, config, rng)
     build = {"model": "SpatialEmbeddingNet", "width": config.width, "num_classes": [4, 1], "class_id": config.class_id}
-    history: list[float] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    run = TrainingRun("segmentation", config, model, optimizer, build, progress=progress)
+    run.resume()
 
-        bar = tqdm(total=config.steps, initial=step, unit="step", desc="segmentation")
-    start = time.perf_counter()
-    while step < config.steps:
+    sampler = CropSampler(AnnotatedDataset(config.data, config.sequences), config, run.rng())
+    while not run.done:
         model.train()
         if config.freeze_bn:
             for module in model.modules():
@@ -141,24 +119,10 @@ def train_segmentation(config: SegmentationTrainingConfig, *, progress: bool = T
         images = torch.from_numpy(np.stack([c[0] for c in crops]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
         labels = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64))
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(config, step)
+            group["lr"] = _learning_rate(config, run.step)
         loss = spatial_embedding_loss(model(images.to(device)), labels.to(device), foreground_weight=config.foreground_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        step += 1
-        history.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            extra = {"training": asdict(config), "loss_history": history[-config.checkpoint_every :],
-                     "seconds": time.perf_counter() - start}
-            save_checkpoint(model, last, build=build, epoch=step, optimizer=optimizer, extra=extra)
-    if bar is not None:
-        bar.close()
-    final = out / "final.pth"
-    save_checkpoint(model.cpu(), final, build=build, epoch=step,
-                    extra={"training": asdict(config), "loss_history": history[-200:]})
-    logger.info("segmentation training finished: %d steps, mean loss of the last 50: %.4f", step, np.mean(history[-50:]))
-    return final
+        run.record(float(loss.detach()))
+    return run.finish()
