@@ -97,6 +97,7 @@ class MotsNode(LifecycleNode):
         self._activated_at = 0.0
         self._first_image_seen = False
         self._latency_log = None
+        self._epoch, self._active_tracks = 0, 0  # of the last processed frame, for diagnostics
         if self.get_parameter("node.autostart").value:
             # Configure and activate once the executor runs, like a launch file's lifecycle events.
             self._autostart_timer = self.create_timer(0.01, self._autostart, callback_group=self._timer_group)
@@ -378,8 +379,8 @@ class MotsNode(LifecycleNode):
                 ("frames dropped", stats.dropped),
                 ("flow missing", stats.flow_missing),
                 ("input rate hz", f"{rate:.2f}"),
-                ("tracker epoch", getattr(self, "_epoch", 0)),
-                ("active tracks", getattr(self, "_active_tracks", 0)),
+                ("tracker epoch", self._epoch),
+                ("active tracks", self._active_tracks),
             ]
             values += [(f"backend {k}", v) for k, v in (self.pipeline.backend_names.items() if self.pipeline else [])]
             values += [(f"rejected {k}", v) for k, v in sorted(stats.rejected.items())]
