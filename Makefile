@@ -22,8 +22,11 @@ test: install
 demo: install
 	$(BIN)/mots-ros demo --out out/demo
 
+# MOTS20 is read where the project's shared data lives, when it is there (it is never copied).
+MOTS20 ?= ../shared/data/mots20
+
 bench: install
-	$(BIN)/mots-ros bench --out benchmarks/latest.json
+	$(BIN)/mots-ros bench --out benchmarks/latest.json $(if $(wildcard $(MOTS20)),--mots20 $(MOTS20))
 
 clean:
 	rm -rf $(VENV) build *.egg-info mots_ros/msg mots_ros/*.so out

@@ -4,8 +4,9 @@ Networks run with random weights (weights do not change their cost) on torch and
 clustering runs on the ideal output for 10 instances, so it does the work a trained model's
 output needs. Every stage is warmed up and then timed; the report gives median and p95 in ms per
 thread count, the share of the CPU stages relative to the width-0.5 segmentation forward, and,
-optionally, frames processed end to end by the real node. Timings describe this machine at that
-moment; nothing asserts them.
+optionally, frames processed end to end by the real node and oracle tracking scores on a real
+dataset (MOTS20: association alone, embedding against IoU only). Timings describe this machine
+at that moment; nothing asserts them.
 """
 
 from __future__ import annotations
@@ -161,6 +162,29 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     return stages
 
 
+#: Association alone on real pedestrians: the shipped embedding against mask IoU only.
+ORACLE_VARIANTS = {
+    "pedestrian_embedding": {},
+    "iou_only_threshold_0.1": {"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0, "tracker.threshold": 0.1},
+}
+
+
+def oracle_quality(data: Path, work: Path) -> dict[str, dict[str, float]]:
+    """Oracle tracking (ground-truth masks, ids removed) on every sequence of a MOTS dataset."""
+    from mots_ros.config import preset
+    from mots_ros.offline import evaluate_oracle
+    from mots_ros.pipeline import MotsPipeline
+
+    scores = {}
+    for name, overrides in ORACLE_VARIANTS.items():
+        started = time.perf_counter()
+        pipeline = MotsPipeline.from_config(preset("pedestrian").replace(**overrides), segment=False)
+        combined = evaluate_oracle(pipeline, data, work / name).combined("pedestrian")
+        scores[name] = {k: float(combined[k]) for k in ("HOTA", "DetA", "AssA", "IDS", "IDF1", "TP")}
+        scores[name]["seconds"] = time.perf_counter() - started
+    return scores
+
+
 def format_table(report: dict) -> str:
     thread_keys = list(report["threads"].keys())
     header = f"{'stage':<30}" + "".join(f"{f'{t} thread(s): median / p95 ms':>32}" for t in thread_keys)
@@ -178,13 +202,20 @@ def format_table(report: dict) -> str:
     for name, values in report.get("end_to_end", {}).items():
         lines.append(f"{name:<30}" + f"{values['total_median_ms']:>21.1f} / {values['total_p95_ms']:>8.1f}"
                      + f"   ({values['fps']:.1f} frames/s through the node)")
+    for name, scores in report.get("oracle", {}).items():
+        lines.append(f"oracle {name:<23}HOTA {scores['HOTA']:.2f}  AssA {scores['AssA']:.2f}  IDS {scores['IDS']:.0f}  "
+                     f"IDF1 {scores['IDF1']:.2f}  ({scores['TP']:.0f} masks, {scores['seconds']:.0f} s)")
     lines.append(f"machine: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs)")
     return "\n".join(lines)
 
 
 def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: bool = False,
-                  serialize: Callable | None = None, end_to_end: Callable[[int], dict] | None = None) -> str:
-    """Runs every stage for each thread count, writes JSON to ``out`` and returns the table."""
+                  serialize: Callable | None = None, end_to_end: Callable[[int], dict] | None = None,
+                  oracle_data: Path | None = None) -> str:
+    """Runs every stage for each thread count, writes JSON to ``out`` and returns the table.
+
+    With ``oracle_data`` (a MOTS dataset such as MOTS20), it also scores oracle tracking there.
+    """
     if quick:
         repeats = 3
     report = {
@@ -194,6 +225,8 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
     }
     if end_to_end is not None:
         report["end_to_end"] = {f"node_end_to_end_{t}_threads": end_to_end(t) for t in threads}
+    if oracle_data is not None:
+        report["oracle"] = oracle_quality(Path(oracle_data), Path(tempfile.mkdtemp(prefix="mots_bench_oracle_")))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))

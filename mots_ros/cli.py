@@ -89,28 +89,12 @@ def _overlay_writer(folder: Path):
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
-    from mots_ros.datasets import SeqmapEntry, find_sequences, list_frames, write_seqmap
-    from mots_ros.evaluation import evaluate, save_result
-    from mots_ros.offline import track_dataset
+    from mots_ros.offline import evaluate_oracle
     from mots_ros.pipeline import MotsPipeline
 
-    config = _config_from_args(args)
-    sequences = [s for s in find_sequences(args.data) if not args.sequences or s.name in args.sequences]
-    if not sequences:
-        raise MotsError(f"{args.data}: none of the sequences {args.sequences} found")
-    pipeline = MotsPipeline.from_config(config, segment=False)
-    args.out.mkdir(parents=True, exist_ok=True)
-    track_dataset(pipeline, sequences, args.out, oracle=True, first=args.first, last=args.last, fps=args.fps, progress=True)
-    entries = []
-    for sequence in sequences:
-        frames = [f for f, _ in list_frames(sequence.image_dir)]
-        first = args.first if args.first is not None else frames[0]
-        last = args.last if args.last is not None else frames[-1]
-        entries.append(SeqmapEntry(sequence.name, first, last))
-    seqmap = args.out / "evaluated.seqmap"
-    write_seqmap(seqmap, entries)
-    result = evaluate(args.data, args.out, seqmap=seqmap)
-    save_result(result, args.out / "metrics.json")
+    pipeline = MotsPipeline.from_config(_config_from_args(args), segment=False)
+    result = evaluate_oracle(pipeline, args.data, args.out, sequences=args.sequences, first=args.first, last=args.last,
+                             fps=args.fps, progress=True)
     print(result.table())
     print(f"results and metrics.json in {args.out}")
     return 0
@@ -140,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         end_to_end = partial(node_end_to_end, Path(tempfile.mkdtemp(prefix="mots_bench_node_")))
     report = run_benchmark(threads=args.threads, repeats=args.repeats, out=args.out, quick=args.quick,
-                           serialize=message_serializer(), end_to_end=end_to_end)
+                           serialize=message_serializer(), end_to_end=end_to_end, oracle_data=args.mots20)
     print(report)
     return 0
 
@@ -507,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("benchmarks/latest.json"), help="JSON output")
     bench.add_argument("--quick", action="store_true", help="few repeats, for smoke tests")
     bench.add_argument("--no-node", action="store_true", help="skip the end-to-end run through mots_node")
+    bench.add_argument("--mots20", type=Path, help="also score oracle tracking on every sequence of this MOTS dataset")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

@@ -1,6 +1,6 @@
 """Running the pipeline over image sequences on disk, with or without ground-truth masks.
 
-Used by ``mots-ros track``, ``mots-ros oracle`` and the benchmarks. Frames are fed in frame-number
+Used by ``mots-ros track``, ``mots-ros oracle`` and the benchmark. Frames are fed in frame-number
 order with stamps ``(frame - first) / fps``, so track ages in frames and in seconds agree.
 """
 
@@ -16,14 +16,18 @@ import numpy as np
 from mots_ros.datasets import (
     MotsRecord,
     Sequence,
+    SeqmapEntry,
+    find_sequences,
     list_frames,
     read_annotations,
     read_image_rgb,
     records_by_frame,
     write_mots_txt,
+    write_seqmap,
 )
 from mots_ros.datatypes import Frame, FrameResult
 from mots_ros.errors import MotsError
+from mots_ros.evaluation import EvaluationResult, evaluate, save_result
 from mots_ros.masks import decode_rle
 from mots_ros.pipeline import GivenInstances, MotsPipeline
 
@@ -136,6 +140,40 @@ def track_dataset(
         write_mots_txt(path, records)
         written.append(path)
     return written
+
+
+def evaluate_oracle(
+    pipeline: MotsPipeline,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    sequences: list[str] | None = None,
+    first: int | None = None,
+    last: int | None = None,
+    fps: float = DEFAULT_FPS,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Association alone: ground-truth masks without ids through ``pipeline``, scored by TrackEval.
+
+    Writes ``<out_dir>/<seq>.txt``, the seqmap of the frames it tracked and ``metrics.json``;
+    returns the scores.
+    """
+    chosen = [s for s in find_sequences(data) if not sequences or s.name in sequences]
+    if not chosen:
+        raise MotsError(f"{data}: none of the sequences {sequences} found")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    track_dataset(pipeline, chosen, out_dir, oracle=True, first=first, last=last, fps=fps, progress=progress)
+    entries = []
+    for sequence in chosen:
+        frames = [f for f, _ in list_frames(sequence.image_dir)]
+        entries.append(SeqmapEntry(sequence.name, frames[0] if first is None else first,
+                                   frames[-1] if last is None else last))
+    seqmap = out_dir / "evaluated.seqmap"
+    write_seqmap(seqmap, entries)
+    result = evaluate(data, out_dir, seqmap=seqmap)
+    save_result(result, out_dir / "metrics.json")
+    return result
 
 
 def track_bag(pipeline: MotsPipeline, bag: str | os.PathLike, *, fps: float | None = None, progress: bool = False) -> list[MotsRecord]:

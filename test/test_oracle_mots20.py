@@ -7,9 +7,7 @@ in association behaviour shows up as a test failure. MOTS20 is read from ../shar
 import pytest
 
 from mots_ros.config import preset
-from mots_ros.datasets import SeqmapEntry, find_sequences, write_seqmap
-from mots_ros.evaluation import evaluate
-from mots_ros.offline import track_dataset
+from mots_ros.offline import evaluate_oracle
 from mots_ros.pipeline import MotsPipeline
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -18,10 +16,8 @@ IOU_ONLY = {"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0}
 
 
 def oracle_scores(mots20, out, config, first, last):
-    sequences = [s for s in find_sequences(mots20) if s.name == "0005"]
-    track_dataset(MotsPipeline.from_config(config, segment=False), sequences, out, oracle=True, first=first, last=last)
-    write_seqmap(out / "excerpt.seqmap", [SeqmapEntry("0005", first, last)])
-    return evaluate(mots20, out, seqmap=out / "excerpt.seqmap").combined("pedestrian")
+    pipeline = MotsPipeline.from_config(config, segment=False)
+    return evaluate_oracle(pipeline, mots20, out, sequences=["0005"], first=first, last=last).combined("pedestrian")
 
 
 def test_iou_only_association_on_a_short_mots20_05_excerpt(mots20, tmp_path):

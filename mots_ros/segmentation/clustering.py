@@ -12,6 +12,8 @@ rule and ids. Only the bookkeeping is reorganised for speed:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mots_ros.errors import InputError
@@ -62,10 +64,17 @@ def _descending_order(scores: np.ndarray) -> np.ndarray:
     return np.sort(keys) & 0xFFFFFFFF
 
 
-def _quantise(x: float, x_min: float, key_scale: float) -> int:
-    """The 16-bit key of embedding value ``x``, computed like the keys of the pixels."""
-    key = (np.float32(x) - np.float32(x_min)) * np.float32(key_scale)
-    return 0 if np.isnan(key) else int(np.clip(key, 0.0, 65535.0))  # a NaN centre proposes nothing
+def _key_window(low: float, high: float, x_min: float, key_scale: float) -> tuple[int, int]:
+    """Keys ``[first, last]`` of every pixel with ``low <= x <= high``.
+
+    Pixel keys are computed in float32; computing the bounds in float64 differs from that by far
+    less than one key, so one key of slack on each side makes the window a safe superset.
+    """
+    if not low <= high:  # NaN centre or bandwidth: the proposal is empty, as the exact test finds
+        return 1, 0
+    first = math.floor((low - x_min) * key_scale) - 1
+    last = math.floor((high - x_min) * key_scale) + 1
+    return min(max(first, 0), 65535), min(max(last, 0), 65535)
 
 
 def check_raw_output(raw: np.ndarray, n_sigma: int) -> None:
@@ -166,7 +175,7 @@ def cluster_with_scores(
         scaled[x_nan] = 0.0
     x_key = scaled.astype(np.uint16)
     by_x = np.argsort(x_key, kind="stable")
-    x_key, values, seed_by_x = x_key[by_x], values[:, by_x], seed[by_x]
+    x_key, values, seed_by_x = x_key[by_x], np.take(values, by_x, axis=1), seed[by_x]  # take: 2x faster here
     emb_x, emb_y, sigma = values[0], values[1], values[2:]
     x_position = np.empty(n, np.intp)
     x_position[by_x] = np.arange(n)
@@ -193,9 +202,10 @@ def cluster_with_scores(
         centre_x, centre_y = emb_x[centre], emb_y[centre]
         s = np.exp(sigma[:, centre] * np.float32(10.0))
         s_x, s_y = (s[0], s[0]) if n_sigma == 1 else (s[0], s[1])
-        half_width = np.sqrt(_LN2_WITH_SLACK / max(float(s_x), 1e-30))
-        lo = np.searchsorted(x_key, _quantise(centre_x - half_width, x_min, key_scale), side="left")
-        hi = np.searchsorted(x_key, _quantise(centre_x + half_width, x_min, key_scale), side="right")
+        half_width = math.sqrt(_LN2_WITH_SLACK / max(float(s_x), 1e-30))
+        first_key, last_key = _key_window(float(centre_x) - half_width, float(centre_x) + half_width, x_min, key_scale)
+        lo = int(np.searchsorted(x_key, first_key, side="left"))
+        hi = max(lo, int(np.searchsorted(x_key, last_key, side="right")))
 
         dx = emb_x[lo:hi] - centre_x
         dy = emb_y[lo:hi] - centre_y
