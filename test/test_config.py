@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from mots_ros.config import Config, flat_fields, from_dict, load_config, preset
 from mots_ros.errors import ConfigError
@@ -49,6 +50,10 @@ def test_shipped_config_files_are_valid():
     assert files, "config/ holds the presets"
     for path in files:
         load_config(path)
+        # the presets double as the parameter reference, so each lists every parameter
+        parameters = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+        listed = {f"{section}.{key}" for section, values in parameters.items() for key in values}
+        assert listed == {name for name, _, _ in flat_fields()}, path.name
 
 
 def test_every_field_is_described_and_replace_works():

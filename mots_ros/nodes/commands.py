@@ -24,7 +24,7 @@ def run_nodes(params_file: Path, namespaces: list[str] | None, name: str, ros_ar
     """One MotsNode per namespace in this process, until Ctrl-C."""
     _init(ros_args, "--params-file", str(params_file))
     nodes = [MotsNode(name, namespace=namespace) for namespace in (namespaces or [""])]
-    spin_nodes(nodes, threads=max(4, 3 * len(nodes)))
+    spin_nodes(nodes)
 
 
 def replay_bag(bag: Path, ros_args: list[str], **options) -> int:

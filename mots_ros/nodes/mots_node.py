@@ -9,7 +9,10 @@ Topics (relative, so namespaces and remapping place them):
 Service: ~/reset (std_srvs/Trigger) resets the tracker and bumps tracker_epoch.
 
 Modes: live (the newest frame wins; frames replaced before processing are counted as dropped;
-latency never queues) and replay (every frame, in order; reliable input QoS).
+latency never queues) and replay (every frame, in order; reliable input QoS). In both, the image
+callback only queues the message and the node's worker thread processes it, on a single-threaded
+executor. Processing in the callback on rclpy's multi-threaded executor stalled image delivery by
+up to 2 s at a time: a busy callback group drops out of the wait set until another event wakes it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ from collections import OrderedDict, deque
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -76,9 +78,6 @@ class MotsNode(LifecycleNode):
     def __init__(self, node_name: str = "mots_node", **kwargs):
         super().__init__(node_name, **kwargs)
         self._refused = declare_config_parameters(self)
-        self._input_group = MutuallyExclusiveCallbackGroup()
-        self._flow_group = MutuallyExclusiveCallbackGroup()
-        self._timer_group = MutuallyExclusiveCallbackGroup()
         self.config: Config | None = None
         self.pipeline: MotsPipeline | None = None
         self._pipeline_lock = threading.Lock()
@@ -88,8 +87,8 @@ class MotsNode(LifecycleNode):
         self._inputs: list = []
         self._own_timers: list = []
         self._reset_service = None
-        self._latest = None  # live mode: the newest unprocessed image message
-        self._latest_ready = threading.Condition()
+        self._pending: deque = deque()  # (message, arrival time) waiting for the worker; live mode keeps one
+        self._pending_changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
         self._flows: OrderedDict[int, object] = OrderedDict()
@@ -100,7 +99,7 @@ class MotsNode(LifecycleNode):
         self._epoch, self._active_tracks = 0, 0  # of the last processed frame, for diagnostics
         if self.get_parameter("node.autostart").value:
             # Configure and activate once the executor runs, like a launch file's lifecycle events.
-            self._autostart_timer = self.create_timer(0.01, self._autostart, callback_group=self._timer_group)
+            self._autostart_timer = self.create_timer(0.01, self._autostart)
 
     # ------------------------------------------------------------------ lifecycle
     def _autostart(self) -> None:
@@ -126,7 +125,7 @@ class MotsNode(LifecycleNode):
             "overlay": self.create_lifecycle_publisher(Image, "overlay", 5),
             "diagnostics": self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10),
         }
-        self._reset_service = self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._timer_group)
+        self._reset_service = self.create_service(Trigger, "~/reset", self._on_reset)
         backends = ", ".join(f"{k}: {v}" for k, v in self.pipeline.backend_names.items())
         self.get_logger().info(f"configured: mode {self.config.node.mode}, backends {backends or 'none'}")
         return TransitionCallbackReturn.SUCCESS
@@ -140,14 +139,13 @@ class MotsNode(LifecycleNode):
         try:
             if node_config.image_transport == "compressed":
                 self._inputs.append(self.create_subscription(
-                    CompressedImage, "image/compressed", self._on_image, qos, callback_group=self._input_group,
-                    qos_overriding_options=overrides))
+                    CompressedImage, "image/compressed", self._on_image, qos, qos_overriding_options=overrides))
             else:
                 self._inputs.append(self.create_subscription(
-                    Image, "image", self._on_image, qos, callback_group=self._input_group, qos_overriding_options=overrides))
+                    Image, "image", self._on_image, qos, qos_overriding_options=overrides))
             if node_config.use_flow:
                 self._inputs.append(self.create_subscription(
-                    Image, "flow", self._on_flow, qos, callback_group=self._flow_group, qos_overriding_options=overrides))
+                    Image, "flow", self._on_flow, qos, qos_overriding_options=overrides))
         except Exception as err:  # invalid qos_overrides values surface here
             self.get_logger().error(f"activate refused: cannot subscribe: {err}")
             self._destroy_subscriptions()
@@ -155,16 +153,16 @@ class MotsNode(LifecycleNode):
         if node_config.latency_log:
             self._latency_log = open(node_config.latency_log, "a", buffering=1)
             if self._latency_log.tell() == 0:
-                self._latency_log.write(",".join(["stamp_ns", "finished_s", "decode", *STAGES, "publish", "total"]) + "\n")
+                self._latency_log.write(",".join(["stamp_ns", "finished_s", "queued", "decode", *STAGES, "publish", "total"])
+                                        + "\n")
         self._stopping.clear()
-        if live:
-            self._worker = threading.Thread(target=self._live_worker, name="mots_live_worker", daemon=True)
-            self._worker.start()
+        self._worker = threading.Thread(target=self._work, name="mots_worker", daemon=True)
+        self._worker.start()
         self._activated_at = time.monotonic()
         self._first_image_seen = False
         self._own_timers = [
-            self.create_timer(1.0, self._publish_diagnostics, callback_group=self._timer_group),
-            self.create_timer(node_config.no_image_warning_s, self._warn_if_no_image, callback_group=self._timer_group),
+            self.create_timer(1.0, self._publish_diagnostics),
+            self.create_timer(node_config.no_image_warning_s, self._warn_if_no_image),
         ]
         self.get_logger().info(f"active: listening on {self._inputs[0].topic_name} ({node_config.mode} mode)")
         return super().on_activate(state)
@@ -191,9 +189,9 @@ class MotsNode(LifecycleNode):
     def _stop_processing(self) -> None:
         self._destroy_subscriptions()
         self._stopping.set()
-        with self._latest_ready:
-            self._latest = None  # a frame left from before deactivation is stale at the next activation
-            self._latest_ready.notify_all()
+        with self._pending_changed:
+            self._pending.clear()  # frames left from before deactivation are stale at the next activation
+            self._pending_changed.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
@@ -215,24 +213,26 @@ class MotsNode(LifecycleNode):
             self._stats.received += 1
             self._stats.arrivals.append(time.monotonic())
         self._first_image_seen = True
-        if self.config.node.mode == "replay":
-            self._process_safely(msg)  # in the callback: the next message waits, so none is lost
-            return
-        with self._latest_ready:
-            if self._latest is not None:
+        with self._pending_changed:
+            if self.config.node.mode == "live" and self._pending:
                 with self._stats.lock:
-                    self._stats.dropped += 1
-            self._latest = msg
-            self._latest_ready.notify()
+                    self._stats.dropped += len(self._pending)
+                self._pending.clear()
+            self._pending.append((msg, time.perf_counter()))
+            waiting = len(self._pending)
+            self._pending_changed.notify()
+        if waiting > self.config.node.replay_queue_size:
+            self._report("backlog", f"{waiting} frames wait for processing: the input is faster than the node "
+                         "(replay mode keeps them all; slow the player down or use live mode)")
 
-    def _live_worker(self) -> None:
+    def _work(self) -> None:
         while not self._stopping.is_set():
-            with self._latest_ready:
-                while self._latest is None and not self._stopping.is_set():
-                    self._latest_ready.wait(timeout=0.5)
-                msg, self._latest = self._latest, None
-            if msg is not None:
-                self._process_safely(msg)
+            with self._pending_changed:
+                while not self._pending and not self._stopping.is_set():
+                    self._pending_changed.wait(timeout=0.5)
+                item = self._pending.popleft() if self._pending else None
+            if item is not None:
+                self._process_safely(*item)
 
     def _on_flow(self, msg) -> None:
         with self._flows_changed:
@@ -265,14 +265,15 @@ class MotsNode(LifecycleNode):
         return flow
 
     # ------------------------------------------------------------------ processing
-    def _process_safely(self, msg) -> None:
+    def _process_safely(self, msg, arrived: float) -> None:
         """The one broad catch: nothing a frame does may stop the worker or the executor."""
         try:
-            self._process(msg)
+            self._process(msg, arrived)
         except Exception as err:
             self._reject("internal", f"frame skipped after an unexpected {type(err).__name__}: {err}", level="error")
 
-    def _process(self, msg) -> None:
+    def _process(self, msg, arrived: float) -> None:
+        """Decodes, runs the pipeline and publishes; ``total`` counts from decode, ``queued`` before it."""
         started = time.perf_counter()
         node_config = self.config.node
         try:
@@ -303,10 +304,12 @@ class MotsNode(LifecycleNode):
         finished = time.perf_counter()
         if self._latency_log is not None:
             stages = [result.latency_ms.get(stage, 0.0) for stage in STAGES]
-            row = [(decoded - started) * 1e3, *stages, (finished - publish_start) * 1e3, (finished - started) * 1e3]
+            row = [(started - arrived) * 1e3, (decoded - started) * 1e3, *stages, (finished - publish_start) * 1e3,
+                   (finished - started) * 1e3]
             self._latency_log.write(f"{stamp_ns},{time.monotonic():.4f}," + ",".join(f"{v:.3f}" for v in row) + "\n")
         with self._stats.lock:
             self._stats.processed += 1
+            self._stats.add_latency("queued", (started - arrived) * 1e3)
             self._stats.add_latency("decode", (decoded - started) * 1e3)
             for stage, value in result.latency_ms.items():
                 self._stats.add_latency(stage, value)
@@ -384,7 +387,7 @@ class MotsNode(LifecycleNode):
             ]
             values += [(f"backend {k}", v) for k, v in (self.pipeline.backend_names.items() if self.pipeline else [])]
             values += [(f"rejected {k}", v) for k, v in sorted(stats.rejected.items())]
-            for stage in ("decode", *STAGES, "publish", "total"):
+            for stage in ("queued", "decode", *STAGES, "publish", "total"):
                 samples = stats.latency_ms.get(stage)
                 if samples:
                     values.append((f"latency {stage} median ms", f"{np.median(samples):.2f}"))
@@ -402,9 +405,13 @@ class MotsNode(LifecycleNode):
         self._outputs["diagnostics"].publish(array)
 
 
-def spin_nodes(nodes: list, threads: int = 4) -> None:
-    """Spins nodes on one multi-threaded executor until Ctrl-C or shutdown, then cleans up."""
-    executor = MultiThreadedExecutor(num_threads=threads)
+def spin_nodes(nodes: list) -> None:
+    """Spins nodes on one executor until Ctrl-C or shutdown, then cleans up.
+
+    One executor thread is enough: callbacks only queue and store messages, and each node's
+    worker thread does the processing, so several cameras in one process still run in parallel.
+    """
+    executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
     try:
