@@ -175,10 +175,12 @@ def read_bag_frames(
     flow_topic: str | None = FLOW_TOPIC,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[BagFrame]:
-    """Every image of the bag in stamp order, decoded like the node decodes them, with its flow.
+    """Every image of the bag in bag-time order (as a replay publishes them), decoded like the node
+    decodes them, with the flow of the same stamp.
 
-    A malformed image yields a frame with ``image_rgb=None`` and the reason, so callers can count
-    and report it instead of stopping.
+    The bag is streamed, so a long recording never sits in memory whole. A flow is matched when it
+    is recorded at the same bag time as its image or before it. A malformed image yields a frame
+    with ``image_rgb=None`` and the reason, so callers can count and report it instead of stopping.
     """
     from rosbags.rosbag2 import Reader
 
@@ -189,31 +191,43 @@ def read_bag_frames(
         if image_topic not in topics:
             raise FormatError(f"{bag}: no image topic {image_topic}; topics are {sorted(topics)}")
         wanted = [topics[image_topic]] + ([topics[flow_topic]] if flow_topic in topics else [])
-        pending_flows: dict[int, object] = {}
-        images = []
-        for connection, _, raw in reader.messages(connections=wanted):
+        flows: dict[int, object] = {}
+        pending = None  # (bag time, stamp, msgtype, message) of an image that may still get its flow
+        for connection, bag_time, raw in reader.messages(connections=wanted):
+            if pending is not None and bag_time > pending[0]:
+                yield _bag_frame(*pending[1:], flows.pop(pending[1], None), max_pixels)
+                pending = None
             message = store.deserialize_cdr(raw, connection.msgtype)
             stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
-            if connection.topic == image_topic:
-                images.append((stamp, connection.msgtype, message))
-            else:
-                pending_flows[stamp] = message
-    for stamp, msgtype, message in sorted(images, key=lambda item: item[0]):
+            if connection.topic != image_topic:
+                flows[stamp] = message
+                while len(flows) > _MAX_UNMATCHED_FLOWS:
+                    flows.pop(next(iter(flows)))
+                continue
+            if pending is not None:
+                yield _bag_frame(*pending[1:], flows.pop(pending[1], None), max_pixels)
+            pending = (bag_time, stamp, connection.msgtype, message)
+        if pending is not None:
+            yield _bag_frame(*pending[1:], flows.pop(pending[1], None), max_pixels)
+
+
+_MAX_UNMATCHED_FLOWS = 64  # flows kept while waiting for their image, like the node's buffer
+
+
+def _bag_frame(stamp: int, msgtype: str, message, flow_message, max_pixels: int) -> BagFrame:
+    try:
+        if msgtype.endswith("CompressedImage"):
+            image = decode_compressed(bytes(message.data), max_pixels=max_pixels)
+        else:
+            image = decode_image(message.data, message.height, message.width, message.encoding, message.step,
+                                 max_pixels=max_pixels)
+    except InputError as err:
+        return BagFrame(stamp, None, None, str(err))
+    flow = None
+    if flow_message is not None:
         try:
-            if msgtype.endswith("CompressedImage"):
-                image = decode_compressed(bytes(message.data), max_pixels=max_pixels)
-            else:
-                image = decode_image(message.data, message.height, message.width, message.encoding, message.step,
-                                     max_pixels=max_pixels)
-        except InputError as err:
-            yield BagFrame(stamp, None, None, str(err))
-            continue
-        flow = None
-        flow_message = pending_flows.pop(stamp, None)
-        if flow_message is not None:
-            try:
-                flow = decode_flow(flow_message.data, flow_message.height, flow_message.width, flow_message.encoding,
-                                   flow_message.step, bool(flow_message.is_bigendian))
-            except InputError:
-                flow = None  # the pipeline goes on without flow, as the node does
-        yield BagFrame(stamp, image, flow)
+            flow = decode_flow(flow_message.data, flow_message.height, flow_message.width, flow_message.encoding,
+                               flow_message.step, bool(flow_message.is_bigendian))
+        except InputError:
+            flow = None  # the pipeline goes on without flow, as the node does
+    return BagFrame(stamp, image, flow)

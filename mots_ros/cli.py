@@ -198,6 +198,9 @@ def cmd_bag_from_images(args: argparse.Namespace) -> int:
 def cmd_bag_replay(args: argparse.Namespace, ros_args: list[str]) -> int:
     from mots_ros.nodes.commands import replay_bag
 
+    bad = [item for item in args.remap if ":=" not in item]
+    if bad:
+        raise MotsError(f"--remap expects FROM:=TO, got {bad[0]!r}")
     remap = dict(item.split(":=", 1) for item in args.remap)
     count = replay_bag(args.bag, _ros_args(ros_args), rate=0.0 if args.fast else args.rate, topics=args.topics,
                        remap=remap, wait_for_tracks=args.wait_for_tracks, frame_timeout_s=args.frame_timeout,

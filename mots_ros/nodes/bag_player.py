@@ -25,9 +25,7 @@ from mots_ros.errors import FormatError
 logger = logging.getLogger(__name__)
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
-# Messages with equal stamps go out flow first, then camera info, then the image, so a node
-# waiting for an image's flow already has it.
-_ORDER = {"sensor_msgs/msg/CameraInfo": 1, "sensor_msgs/msg/Image": 2, "sensor_msgs/msg/CompressedImage": 2}
+
 
 
 def message_class(msgtype: str):
@@ -94,26 +92,21 @@ def replay(
             }
             cameras = [publishers[c.id] for c in connections if _is_camera_image(c)] or list(publishers.values())
             _wait_for_subscribers(player, cameras, subscriber_timeout_s)
-            messages = []
-            for connection, timestamp, raw in reader.messages(connections=connections):
-                camera_stamp = None
-                if wait_for_tracks and _is_camera_image(connection):
-                    stamp = store.deserialize_cdr(raw, connection.msgtype).header.stamp
-                    camera_stamp = (stamp.sec, stamp.nanosec)
-                messages.append((timestamp, _ORDER.get(connection.msgtype, 0), connection, raw, camera_stamp))
-            messages.sort(key=lambda item: (item[0], item[1]))
-        for _ in range(loops):
-            start_wall, start_bag = time.monotonic(), messages[0][0] if messages else 0
-            for timestamp, _, connection, raw, camera_stamp in messages:
-                if rate > 0:
-                    delay = (timestamp - start_bag) / 1e9 / rate - (time.monotonic() - start_wall)
-                    if delay > 0:
-                        time.sleep(delay)
-                publishers[connection.id].publish(raw)
-                published += 1
-                if camera_stamp is not None and not player.wait_for_stamp(camera_stamp, frame_timeout_s):
-                    logger.warning("no tracks for the image stamped %d.%09d within %.0f s; going on",
-                                   *camera_stamp, frame_timeout_s)
+            for _ in range(loops):
+                start_wall, start_bag = time.monotonic(), None
+                for connection, timestamp, raw in _bag_messages(reader, connections):
+                    start_bag = timestamp if start_bag is None else start_bag
+                    if rate > 0:
+                        delay = (timestamp - start_bag) / 1e9 / rate - (time.monotonic() - start_wall)
+                        if delay > 0:
+                            time.sleep(delay)
+                    publishers[connection.id].publish(raw)
+                    published += 1
+                    if wait_for_tracks and _is_camera_image(connection):
+                        stamp = store.deserialize_cdr(raw, connection.msgtype).header.stamp
+                        if not player.wait_for_stamp((stamp.sec, stamp.nanosec), frame_timeout_s):
+                            logger.warning("no tracks for the image stamped %d.%09d within %.0f s; going on",
+                                           stamp.sec, stamp.nanosec, frame_timeout_s)
         # Reliable delivery needs the writer alive until subscribers acknowledge the last messages.
         for publisher in publishers.values():
             publisher.wait_for_all_acked(Duration(seconds=subscriber_timeout_s))
@@ -135,6 +128,26 @@ def spin_quietly(executor) -> None:
 def _is_camera_image(connection) -> bool:
     """Camera images, not flow fields (which are Images too)."""
     return connection.msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage") and not connection.topic.endswith("flow")
+
+
+def _publish_rank(connection) -> int:
+    """Messages with equal times go out flow (and anything else) first, then camera info, then the
+    image, so a node waiting for an image's flow already has it."""
+    if _is_camera_image(connection):
+        return 2
+    return 1 if connection.msgtype == "sensor_msgs/msg/CameraInfo" else 0
+
+
+def _bag_messages(reader, connections):
+    """The bag's messages in time order, streamed (a long bag never sits in memory whole)."""
+    batch, batch_time = [], None
+    for connection, timestamp, raw in reader.messages(connections=connections):
+        if batch and timestamp != batch_time:
+            yield from sorted(batch, key=lambda item: _publish_rank(item[0]))
+            batch = []
+        batch_time = timestamp
+        batch.append((connection, timestamp, raw))
+    yield from sorted(batch, key=lambda item: _publish_rank(item[0]))
 
 
 def _wait_for_subscribers(node: Node, publishers, timeout_s: float) -> None:
