@@ -110,6 +110,8 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
         raise MotsError(f"{data}: no sequence {sequence}")
     sequence, image_dir = chosen[0].name, chosen[0].image_dir
     frame_numbers = [f for f, _ in list_frames(image_dir) if first is None or f >= first][: frames if given_data else None]
+    if not frame_numbers:
+        raise MotsError(f"{image_dir}: no frames from {first}")
     first, last = frame_numbers[0], frame_numbers[-1]
     bag = out / "bag"
     if bag.exists():
