@@ -69,3 +69,36 @@ def test_default_car_models_reproduce_the_card_on_a_held_out_excerpt(excerpt, tm
     print({k: round(v, 2) for k, v in scores.items()})
     for metric, expected in CAR_EXCERPT.items():
         assert scores[metric] == pytest.approx(expected, abs=1.0), metric
+
+
+def test_shipped_onnx_files_match_their_checkpoints_and_cluster_identically():
+    """The .onnx files ONNX Runtime and TensorRT load are the .pth checkpoints, to fp32 rounding."""
+    import numpy as np
+
+    from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
+    from mots_ros.backends.torch_backend import TorchBackend
+    from mots_ros.embedding.embedder import Embedder
+    from mots_ros.export import max_relative_error
+    from mots_ros.segmentation.segmenter import Segmenter
+
+    config = preset("car")
+    stem = DEFAULT_MODELS[("segmentation", "car")]
+    on_torch = Segmenter(TorchBackend(build_segmentation_network(MODELS / f"{stem}.pth")), config.segmentation)
+    on_ort = Segmenter(OnnxRuntimeBackend(MODELS / f"{stem}.onnx"), config.segmentation)
+    with_cars = None
+    for frame in itertools.islice(DrivingScene(DrivingConfig(frames=100, seed=902)).frames(), 0, 12, 4):
+        raw_torch, raw_ort = on_torch.predict_raw(frame.image_rgb), on_ort.predict_raw(frame.image_rgb)
+        assert max_relative_error(raw_torch, raw_ort) < 1e-4
+        labels = on_torch.cluster(raw_torch).labels
+        np.testing.assert_array_equal(labels, on_ort.cluster(raw_ort).labels)
+        if labels.max() > 0:
+            with_cars = (labels, frame.image_rgb)
+    assert with_cars is not None, "the frames should contain cars for the comparisons to mean something"
+
+    for class_name in ("car", "pedestrian"):
+        stem = DEFAULT_MODELS[("embedding", class_name)]
+        torch_embedder = Embedder(TorchBackend(build_embedding_network(MODELS / f"{stem}.pth")), config.embedding)
+        ort_embedder = Embedder(OnnxRuntimeBackend(MODELS / f"{stem}.onnx"), config.embedding)
+        clouds = torch_embedder.sample(*with_cars)
+        assert len(clouds.instance_ids) > 0
+        assert max_relative_error(torch_embedder.embed(clouds), ort_embedder.embed(clouds)) < 1e-4, class_name
