@@ -14,7 +14,7 @@ instances (the "shuffle-group" sampling that FineTrack reports helps).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from mots_ros.embedding.network import PointTrackNet
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
 from mots_ros.training.data import AnnotatedDataset
 from mots_ros.training.losses import batch_hard_triplet_loss
-from mots_ros.training.run import TrainingRun, set_up
+from mots_ros.training.run import TrainingRun, TrainingSettings, set_up
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,7 @@ JITTER_SIGMA = 0.001  # spec §8.2: Gaussian noise on the normalised offsets
 
 
 @dataclass
-class EmbeddingTrainingConfig:
-    data: list[str]
-    out: str
-    sequences: list[str] | None = None
-    class_id: int = 1
+class EmbeddingTrainingConfig(TrainingSettings):
     steps: int = 1000
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -48,12 +44,7 @@ class EmbeddingTrainingConfig:
     min_pixels: int = 50  # smaller instances are left out of the database
     balanced: bool = False
     margin: float = 0.2
-    init: str | None = None
-    resume: bool = False
-    seed: int = 0
     checkpoint_every: int = 100
-    threads: int = 0
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)

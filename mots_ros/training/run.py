@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,22 @@ from mots_ros.checkpoints import read_checkpoint, save_checkpoint
 logger = logging.getLogger(__name__)
 
 
-def set_up(config) -> torch.device:
+@dataclass
+class TrainingSettings:
+    """What every training run takes; each trainer's config adds its own schedule and sizes."""
+
+    data: list[str]
+    out: str
+    sequences: list[str] | None = None
+    class_id: int = 1
+    init: str | None = None  # start from these weights (e.g. the stage-1 result)
+    resume: bool = False  # continue from <out>/last.pth
+    seed: int = 0
+    threads: int = 0
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_up(config: TrainingSettings) -> torch.device:
     """Threads, output folder and torch seed of a training config; returns its device."""
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -32,10 +47,10 @@ def set_up(config) -> torch.device:
 class TrainingRun:
     """One training run of ``model``: resume, record each step's loss, finish.
 
-    ``config`` needs ``out``, ``seed``, ``steps``, ``checkpoint_every``, ``resume`` and ``device``.
+    ``config`` is a :class:`TrainingSettings` with ``steps`` and ``checkpoint_every``.
     """
 
-    def __init__(self, name: str, config, model: torch.nn.Module, optimizer: torch.optim.Optimizer, build: dict,
+    def __init__(self, name: str, config: TrainingSettings, model: torch.nn.Module, optimizer: torch.optim.Optimizer, build: dict,
                  *, progress: bool = True):
         self.name, self.config, self.model, self.optimizer, self.build = name, config, model, optimizer, build
         self.last = Path(config.out) / "last.pth"

@@ -9,7 +9,7 @@ loop with different settings. Checkpoints use the official wrapper format and ar
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +19,13 @@ from mots_ros.checkpoints import load_checkpoint
 from mots_ros.segmentation.network import SpatialEmbeddingNet
 from mots_ros.training.data import AnnotatedDataset
 from mots_ros.training.losses import spatial_embedding_loss
-from mots_ros.training.run import TrainingRun, set_up
+from mots_ros.training.run import TrainingRun, TrainingSettings, set_up
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class SegmentationTrainingConfig:
-    data: list[str]
-    out: str
-    sequences: list[str] | None = None
-    class_id: int = 1
+class SegmentationTrainingConfig(TrainingSettings):
     width: float = 0.5
     crop_height: int = 160
     crop_width: int = 640
@@ -41,12 +37,7 @@ class SegmentationTrainingConfig:
     weight_decay: float = 1e-4
     foreground_weight: float = 10.0
     freeze_bn: bool = False
-    init: str | None = None  # start from these weights (e.g. the stage-1 result)
-    resume: bool = False
-    seed: int = 0
     checkpoint_every: int = 200
-    threads: int = 0
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
 
 class CropSampler:
