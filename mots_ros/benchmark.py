@@ -81,20 +81,61 @@ def _network_runner(model, runtime: str, threads: int, folder: Path, export) -> 
     return OnnxRuntimeBackend(export(model, folder), num_threads=threads).run
 
 
+class _FixedOutputBackend:
+    """Returns one precomputed raw output: the pipeline's clustering then works on 10 real instances."""
+
+    name = "fixed-output"
+    fixed_input_size = None
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw
+
+    def run(self, network_input: np.ndarray) -> np.ndarray:
+        padded = np.zeros((1, self.raw.shape[0], *network_input.shape[2:]), np.float32)
+        padded[0, :, : self.raw.shape[1], : self.raw.shape[2]] = self.raw
+        return padded
+
+
+def pipeline_stage_timings(pipeline, frames: list, repeats: int) -> dict[str, dict[str, float]]:
+    """Median and p95 of every stage the pipeline reports in ``FrameResult.latency_ms``, over ``repeats`` frames.
+
+    ``frames`` are processed in turn (the first one also before timing, so tracks exist and
+    association does real work); stamps keep increasing, so the tracker never resets.
+    """
+    from mots_ros.datatypes import Frame
+
+    samples: dict[str, list[float]] = {}
+    pipeline.reset()
+    for index in range(repeats + 1):
+        image = frames[index % len(frames)]
+        result = pipeline.process(Frame(image, stamp_ns=index * 100_000_000, frame_index=index))
+        if index == 0:
+            continue
+        for stage, value in result.latency_ms.items():
+            samples.setdefault(stage, []).append(value)
+    return {stage: {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95)), "runs": len(v)}
+            for stage, v in samples.items()}
+
+
 def measure_stages(threads: int, repeats: int, serialize: Callable | None = None) -> dict[str, dict[str, float]]:
-    """Times every stage with ``threads`` inference threads; returns ``{stage: timing}``."""
+    """Times every stage with ``threads`` inference threads; returns ``{stage: timing}``.
+
+    The network forwards are timed on each runtime and width on their own; every other stage is
+    timed inside the real :class:`~mots_ros.pipeline.MotsPipeline` (the stages it reports), with
+    the segmentation network replaced by its ideal output for 10 instances.
+    """
     import torch
 
-    from mots_ros.config import TrackerConfig
-    from mots_ros.datatypes import FrameResult, Instance, TrackedInstance, TrackState
+    from mots_ros.backends.torch_backend import TorchBackend
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.embedding.embedder import Embedder
     from mots_ros.embedding.network import PointTrackNet
-    from mots_ros.embedding.points import sample_points
     from mots_ros.export import export_embedding, export_segmentation
     from mots_ros.images import decode_image
-    from mots_ros.masks import encode_label_map
-    from mots_ros.segmentation.clustering import cluster_instances
+    from mots_ros.pipeline import MotsPipeline
     from mots_ros.segmentation.network import SpatialEmbeddingNet
-    from mots_ros.segmentation.segmenter import to_network_input
+    from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter, to_network_input
     from mots_ros.tracker import Tracker
 
     torch.set_num_threads(threads)
@@ -116,69 +157,53 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
                                   lambda m, f, w=width: export_segmentation(m, f / f"se_{w}.onnx", height=376, width=1248))
             stages[f"se_forward_w{width:g}_{runtime}"] = time_call(lambda run=run: run(network_input), max(3, repeats // 4))
 
-    cluster_map = cluster_instances(raw)
-    stages["clustering"] = time_call(lambda: cluster_instances(raw), repeats)
-    found = int(len(np.unique(cluster_map)) - 1)
-
-    sample_rng = np.random.default_rng(0)
-    bgr = image[..., ::-1]
-    clouds = sample_points(cluster_map, bgr, sample_rng)
-    stages["point_sampling"] = time_call(lambda: sample_points(cluster_map, bgr, sample_rng), repeats)
-
     embedding_net = PointTrackNet().eval()
+    config = preset("car")
+    result = None
     for runtime in _runtimes():
-        run = _network_runner(embedding_net, runtime, threads, folder, lambda m, f: export_embedding(m, f / "pt.onnx"))
-        stages[f"embedding_forward_{runtime}"] = time_call(lambda run=run: run(clouds.points, clouds.boxes), max(3, repeats // 2))
-    with torch.inference_mode():
-        embeddings = embedding_net(torch.from_numpy(clouds.points), torch.from_numpy(clouds.boxes)).numpy()
+        if runtime == "torch":
+            embedding_backend = TorchBackend(embedding_net, num_threads=threads)
+        else:
+            from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
 
-    ids = clouds.instance_ids.tolist()
-    stages["rle_encoding"] = time_call(lambda: encode_label_map(cluster_map, ids), repeats)
-    rles = encode_label_map(cluster_map, ids)
-    instances = [Instance(rle=rles[i], bbox=tuple(int(v) for v in clouds.bboxes[i]), class_id=1, score=1.0,
-                          embedding=embeddings[i]) for i in range(len(ids))]
-
-    def associate():
-        tracker = Tracker(TrackerConfig())
-        tracker.update(instances, stamp_ns=0, frame_index=0)  # creates the tracks
-        return tracker
-
-    def associate_again():
-        tracker = associate()
-        tracker.update(instances, stamp_ns=100_000_000, frame_index=1)  # the real association
-
-    births, both = time_call(associate, repeats), time_call(associate_again, repeats)
-    stages["association"] = {key: max(0.0, both[key] - births[key]) for key in ("median_ms", "p95_ms")} | {"runs": repeats}
-    if serialize is not None:
-        result = FrameResult(0, None, FRAME_HEIGHT, FRAME_WIDTH, 0,
-                             tuple(TrackedInstance(i + 1, TrackState.CONFIRMED, inst) for i, inst in enumerate(instances)))
+            embedding_backend = OnnxRuntimeBackend(export_embedding(embedding_net, folder / "pt.onnx"), num_threads=threads)
+        pipeline = MotsPipeline(SpatialEmbeddingSegmenter(_FixedOutputBackend(raw), config.segmentation),
+                                Embedder(embedding_backend, config.embedding), Tracker(config.tracker))
+        timings = pipeline_stage_timings(pipeline, [image], repeats)
+        stages[f"embedding_forward_{runtime}"] = timings.pop("embedding_network")
+        timings.pop("segmentation_network")  # the fixed output's copy, not a network
+        stages.update(timings)  # the CPU stages, as the last runtime's pipeline measured them
+        result = pipeline.process(Frame(image, stamp_ns=(repeats + 1) * 100_000_000, frame_index=repeats + 1))
+    if serialize is not None and result is not None:
         stages["message_serialization"] = time_call(lambda: serialize(result), repeats)
     cpu = [s for s in CPU_STAGES if s in stages]
     stages["cpu_stages_total"] = {key: sum(stages[s][key] for s in cpu) for key in ("median_ms", "p95_ms")} | {"runs": repeats}
     for runtime in _runtimes():
         stages[f"cpu_share_of_se_w0.5_{runtime}"] = {
             "ratio": stages["cpu_stages_total"]["median_ms"] / stages[f"se_forward_w0.5_{runtime}"]["median_ms"]}
-    stages["_instances_found"] = {"count": found}
+    stages["_instances_found"] = {"count": len(result.instances) if result is not None else 0}
     return stages
 
 
 #: Association alone on real pedestrians: the shipped embedding against mask IoU only.
 ORACLE_VARIANTS = {
     "pedestrian_embedding": {},
-    "iou_only_threshold_0.1": {"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0, "tracker.threshold": 0.1},
+    "iou_only_threshold_0.1": {"tracker.cues.embedding.weight": 0.0, "tracker.cues.mask_iou.weight": 1.0,
+                               "tracker.threshold": 0.1},
 }
 
 
 def oracle_quality(data: Path, work: Path) -> dict[str, dict[str, float]]:
     """Oracle tracking (ground-truth masks, ids removed) on every sequence of a MOTS dataset."""
     from mots_ros.config import preset
-    from mots_ros.offline import evaluate_oracle
+    from mots_ros.offline_tracking import evaluate_oracle
     from mots_ros.pipeline import MotsPipeline
 
     scores = {}
     for name, overrides in ORACLE_VARIANTS.items():
         started = time.perf_counter()
-        pipeline = MotsPipeline.from_config(preset("pedestrian").replace(**overrides), segment=False)
+        config = preset("pedestrian").replace(**overrides, **{"segmentation.kind": "ground_truth"})
+        pipeline = MotsPipeline.from_config(config)
         combined = evaluate_oracle(pipeline, data, work / name).combined("pedestrian")
         scores[name] = {k: float(combined[k]) for k in ("HOTA", "DetA", "AssA", "IDS", "IDF1", "TP")}
         scores[name]["seconds"] = time.perf_counter() - started

@@ -17,16 +17,22 @@ logger = logging.getLogger("mots_ros")
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, default_preset: str = "car") -> None:
-    parser.add_argument("--preset", choices=("car", "pedestrian"), default=default_preset, help="published constants to start from")
+    from mots_ros.backends import BACKENDS
+    from mots_ros.config import PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=default_preset,
+                        help="settings to start from (*-published: the paper's constants)")
     parser.add_argument("--config", "--params-file", dest="config", type=Path,
                         help="YAML config or ROS params file, applied over the preset")
     parser.add_argument("--se-weights", help="SpatialEmbedding checkpoint (default: the shipped model)")
-    parser.add_argument("--tracker-weights", help="PointTrack embedding checkpoint (default: the shipped model)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), help="inference backend")
+    parser.add_argument("--embedding-weights", help="PointTrack embedding checkpoint (default: the shipped model)")
+    parser.add_argument("--tracker-weights", dest="deprecated_tracker_weights", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", choices=["auto", *BACKENDS.names()], help="inference backend")
     parser.add_argument("--threads", type=int, help="CPU threads for inference")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config value, e.g. --set tracker.max_age=10 (repeatable)",
+        help="override any config value, e.g. --set tracker.max_age_frames=10 or "
+             "--set tracker.cues.mask_iou.weight=1 (repeatable)",
     )
 
 
@@ -39,8 +45,11 @@ def _config_from_args(args: argparse.Namespace):
     overrides = {}
     if args.se_weights:
         overrides["segmentation.weights"] = args.se_weights
-    if args.tracker_weights:
-        overrides["embedding.weights"] = args.tracker_weights
+    if args.deprecated_tracker_weights:
+        logger.warning("--tracker-weights is deprecated; use --embedding-weights")
+        overrides["embedding.weights"] = args.deprecated_tracker_weights
+    if args.embedding_weights:
+        overrides["embedding.weights"] = args.embedding_weights
     if args.backend:
         overrides["inference.backend"] = args.backend
     if args.threads is not None:
@@ -55,7 +64,7 @@ def _config_from_args(args: argparse.Namespace):
 
 def cmd_track(args: argparse.Namespace) -> int:
     from mots_ros.datasets import find_sequences, write_mots_txt
-    from mots_ros.offline import iterate_frames, track_sequence
+    from mots_ros.offline_tracking import iterate_frames, track_sequence
     from mots_ros.pipeline import MotsPipeline
 
     if (args.images is None) == (args.data is None):
@@ -89,10 +98,10 @@ def _overlay_writer(folder: Path):
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
-    from mots_ros.offline import evaluate_oracle
+    from mots_ros.offline_tracking import evaluate_oracle
     from mots_ros.pipeline import MotsPipeline
 
-    pipeline = MotsPipeline.from_config(_config_from_args(args), segment=False)
+    pipeline = MotsPipeline.from_config(_config_from_args(args).replace(**{"segmentation.kind": "ground_truth"}))
     result = evaluate_oracle(pipeline, args.data, args.out, sequences=args.sequences, first=args.first, last=args.last,
                              fps=args.fps, progress=True)
     print(result.table())
@@ -210,25 +219,12 @@ def cmd_bag_replay(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def cmd_bag_eval(args: argparse.Namespace) -> int:
-    from mots_ros.bags import bag_metadata
-    from mots_ros.datasets import SeqmapEntry, write_mots_txt, write_seqmap
-    from mots_ros.evaluation import evaluate, save_result
-    from mots_ros.offline import track_bag
+    from mots_ros.offline_tracking import evaluate_bag
     from mots_ros.pipeline import MotsPipeline
 
-    config = _config_from_args(args)
-    sequence = args.sequence or bag_metadata(args.bag).get("mots_ros.sequence") or Path(args.bag).name
-    records = track_bag(MotsPipeline.from_config(config), args.bag, fps=args.fps, progress=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_mots_txt(args.out / f"{sequence}.txt", records)
-    seqmap = args.seqmap
-    if seqmap is None:
-        frames = sorted({r.frame for r in records}) or [0]
-        seqmap = args.out / "evaluated.seqmap"
-        write_seqmap(seqmap, [SeqmapEntry(sequence, args.first if args.first is not None else frames[0],
-                                          args.last if args.last is not None else frames[-1])])
-    result = evaluate(args.gt, args.out, seqmap=seqmap)
-    save_result(result, args.out / "metrics.json")
+    result = evaluate_bag(MotsPipeline.from_config(_config_from_args(args)), args.bag, args.gt, args.out,
+                          sequence=args.sequence, fps=args.fps, seqmap=args.seqmap, first=args.first, last=args.last,
+                          progress=True)
     print(result.table())
     print(f"results and metrics.json in {args.out}")
     return 0
@@ -244,36 +240,13 @@ def cmd_record(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from mots_ros.export import export_and_verify
 
-    from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
-    from mots_ros.export import export_embedding, export_segmentation, max_relative_error
-    from mots_ros.model_loading import build_embedding_network, build_segmentation_network, model_file
-
-    config = _config_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    jobs = []
-    if not args.only or args.only == "segmentation":
-        source = model_file(config, "segmentation", "checkpoint")
-        model = build_segmentation_network(source).eval()
-        size = (None, None) if args.dynamic else (args.height, args.width)
-        path = export_segmentation(model, args.out / f"{source.stem}.onnx", height=size[0], width=size[1],
-                                   class_id=config.segmentation.class_id)
-        sample = rng.random((1, 3, args.height, args.width), dtype=np.float32)
-        jobs.append((path, model, (sample,)))
-    if not args.only or args.only == "embedding":
-        source = model_file(config, "embedding", "checkpoint")
-        model = build_embedding_network(source).eval()
-        path = export_embedding(model, args.out / f"{source.stem}.onnx", class_id=config.segmentation.class_id)
-        sample = (rng.random((7, 1500, 8), dtype=np.float32), rng.random((7, 4), dtype=np.float32))
-        jobs.append((path, model, sample))
-    for path, model, sample in jobs:
-        with torch.no_grad():
-            reference = model(*(torch.from_numpy(x) for x in sample)).numpy()
-        error = max_relative_error(reference, OnnxRuntimeBackend(path).run(*sample))
-        print(f"{path}: onnx checker passed; max relative error vs torch (onnxruntime-cpu, fp32): {error:.2e}")
+    checks = export_and_verify(_config_from_args(args), args.out, height=args.height, width=args.width,
+                               dynamic=args.dynamic, only=args.only)
+    for check in checks:
+        print(f"{check.path}: onnx checker passed; max relative error vs torch (onnxruntime-cpu, fp32): "
+              f"{check.max_relative_error:.2e}")
     return 0
 
 
@@ -283,8 +256,13 @@ def cmd_export_engine(args: argparse.Namespace) -> int:
     from mots_ros.backends.tensorrt_backend import TensorRTBackend
 
     size = (args.height, args.width) if args.height else None
+    batches = None
+    if args.calibration_images:
+        from mots_ros.segmenters.spatial_embedding import calibration_batches
+
+        batches = calibration_batches(args.calibration_images)
     backend = TensorRTBackend(args.onnx, precision=args.precision, cache_dir=args.cache_dir / "engines", image_size=size,
-                              calibration_images=args.calibration_images)
+                              calibration_batches=batches)
     if backend.is_embedding:  # build the (K-dynamic) engine now rather than on the first frame
         backend.run(np.zeros((1, 1500, 8), np.float32), np.zeros((1, 4), np.float32))
     print(f"engine for {args.onnx} ({args.precision}) is built and cached in {args.cache_dir / 'engines'}")
@@ -313,8 +291,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not args.init or len(args.data) != 1 or not args.sequences:
         raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
-    config = load_config(preset_name=args.preset).replace(**{"embedding.weights": args.init, "inference.backend": "torch"})
-    collected = collect_instances(MotsPipeline.from_config(config, segment=False), args.data[0], args.sequences, args.fps)
+    config = load_config(preset_name=args.preset).replace(**{"embedding.weights": args.init, "inference.backend": "torch",
+                                                             "segmentation.kind": "ground_truth"})
+    collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps)
     scale, table = calibrate_scale(collected, args.data[0], config)
     print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
     for value, scores in table:
@@ -326,11 +305,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# One function per subcommand adds its parser; each sets `handler` (and `takes_ros_args` for ROS commands).
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mots-ros`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="mots-ros", description="Multi-object tracking and segmentation for ROS 2")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in (_add_track_command, _add_oracle_command, _add_eval_command, _add_synth_command, _add_train_command, _add_run_command, _add_bag_command, _add_record_command, _add_export_command, _add_demo_command, _add_soak_command, _add_bench_command):
+        add_command(sub)
+    return parser
 
+
+def _add_track_command(sub) -> None:
     track = sub.add_parser("track", help="track an image folder offline and write KITTI MOTS txt")
     track.add_argument("--images", type=Path, help="folder of images named by frame number (one sequence)")
     track.add_argument("--data", type=Path, help="dataset folder with images/<seq>/ (every sequence)")
@@ -342,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(track)
     track.set_defaults(handler=cmd_track)
 
+
+def _add_oracle_command(sub) -> None:
     oracle = sub.add_parser("oracle", help="track ground-truth masks with ids removed (association only) and score")
     oracle.add_argument("--data", type=Path, required=True, help="dataset root with images/ and instances_txt/")
     oracle.add_argument("--out", type=Path, required=True, help="folder for <seq>.txt results and metrics.json")
@@ -352,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(oracle, default_preset="pedestrian")
     oracle.set_defaults(handler=cmd_oracle)
 
+
+def _add_eval_command(sub) -> None:
     evaluation = sub.add_parser("eval", help="score results with TrackEval (HOTA, sMOTSA, IDF1, ...)")
     evaluation.add_argument("--gt", type=Path, required=True, help="ground-truth folder (instances_txt/<seq>.txt or <seq>.txt)")
     evaluation.add_argument("--results", type=Path, required=True, help="folder of <seq>.txt results")
@@ -360,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", type=Path, help="where to write the metrics JSON (default: <results>/metrics.json)")
     evaluation.set_defaults(handler=cmd_eval)
 
+
+def _add_synth_command(sub) -> None:
     synth = sub.add_parser("synth", help="render synthetic driving sequences with exact masks and flow")
     synth.add_argument("--out", type=Path, required=True, help="dataset folder to write (KITTI MOTS layout)")
     synth.add_argument("--sequences", type=int, default=1, help="how many sequences")
@@ -372,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--flow", action="store_true", help="also write flow/<seq>/NNNNNN.npy (previous -> this frame)")
     synth.set_defaults(handler=cmd_synth)
 
+
+def _add_train_command(sub) -> None:
     train = sub.add_parser("train", help="train the segmentation or the embedding network")
     train.add_argument("network", choices=("segmentation", "embedding", "calibrate"),
                        help="calibrate: fit a trained embedding's distance scale to the preset's constants (--init, --out FILE)")
@@ -401,12 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     embedding.add_argument("--balanced", action="store_true", help="shuffle-group sampling: draw instances evenly across sequences")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_run_command(sub) -> None:
     run = sub.add_parser("run", help="start mots_node(s) in this process, without the launch system")
     run.add_argument("--params-file", type=Path, required=True, help="ROS params file (e.g. config/car.yaml)")
     run.add_argument("--namespace", action="append", help="one node per namespace, e.g. --namespace front --namespace rear")
     run.add_argument("--name", default="mots_node", help="node name")
     run.set_defaults(handler=cmd_run, takes_ros_args=True)
 
+
+def _add_bag_command(sub) -> None:
     bag = sub.add_parser("bag", help="rosbag2 tools (through rosbags; no ROS install needed)")
     bag_sub = bag.add_subparsers(dest="bag_command", required=True)
     from_images = bag_sub.add_parser("from-images", help="image folder (KITTI MOTS / MOTSChallenge layout) to an MCAP bag")
@@ -442,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(bag_eval)
     bag_eval.set_defaults(handler=cmd_bag_eval)
 
+
+def _add_record_command(sub) -> None:
     record = sub.add_parser("record", help="record a tracks topic into KITTI MOTS txt")
     record.add_argument("--topic", required=True, help="TrackedInstanceArray topic, e.g. /camera/tracks")
     record.add_argument("--out", type=Path, required=True, help="txt file to write")
@@ -451,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--timeout", type=float, default=3600.0, help="stop after this long in all")
     record.set_defaults(handler=cmd_record, takes_ros_args=True)
 
+
+def _add_export_command(sub) -> None:
     export = sub.add_parser("export", help="export ONNX files, or build TensorRT engines ahead of time")
     export_sub = export.add_subparsers(dest="export_command", required=True)
     export_onnx = export_sub.add_parser("onnx", help="write both networks as ONNX and check parity with torch")
@@ -471,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the inference.cache_dir the node will use")
     export_engine.set_defaults(handler=cmd_export_engine)
 
+
+def _add_demo_command(sub) -> None:
     demo = sub.add_parser("demo", help="synthetic drive (or --data) -> bag -> mots_node over DDS -> tracks -> metrics, video, plot")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--data", type=Path, help="a real MOTS-format dataset folder instead of a synthetic drive")
@@ -481,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
     demo.set_defaults(handler=cmd_demo)
 
+
+def _add_soak_command(sub) -> None:
     soak = sub.add_parser("soak", help="thousands of frames through the node: latency per stage, drops, memory")
     soak.add_argument("--out", type=Path, default=Path("benchmarks/soak"), help="output folder")
     soak.add_argument("--frames", type=int, default=2000, help="frames per mode (a 100-frame bag, looped)")
@@ -488,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
     soak.set_defaults(handler=cmd_soak)
 
+
+def _add_bench_command(sub) -> None:
     bench = sub.add_parser("bench", help="per-stage latency (torch and ONNX Runtime) on a 375x1242 frame with 10 instances")
     bench.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="thread counts to measure")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per stage")
@@ -496,7 +504,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-node", action="store_true", help="skip the end-to-end run through mots_node")
     bench.add_argument("--mots20", type=Path, help="also score oracle tracking on every sequence of this MOTS dataset")
     bench.set_defaults(handler=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

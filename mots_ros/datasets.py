@@ -222,15 +222,15 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Sequence:
-    """One sequence of a dataset folder."""
+class SequenceFiles:
+    """The files of one sequence of a dataset folder: its image folder and its annotations."""
 
     name: str
     image_dir: Path
     annotations: Path | None  # txt file or instance PNG folder
 
 
-def find_sequences(root: str | os.PathLike) -> list[Sequence]:
+def find_sequences(root: str | os.PathLike) -> list[SequenceFiles]:
     """Sequences of a KITTI MOTS / MOTSChallenge folder (see the module docstring).
 
     ``root`` may also be a single image folder; it is then one sequence named after the folder.
@@ -239,20 +239,20 @@ def find_sequences(root: str | os.PathLike) -> list[Sequence]:
     images = root / "images"
     if not images.is_dir():
         if root.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
-            return [Sequence(root.name, root, None)]
+            return [SequenceFiles(root.name, root, None)]
         raise FormatError(f"{root}: expected an images/<seq>/ folder or a folder of numbered images")
     sequences = []
     for image_dir in sorted(p for p in images.iterdir() if p.is_dir()):
         txt = root / "instances_txt" / f"{image_dir.name}.txt"
         pngs = root / "instances" / image_dir.name
         annotations = txt if txt.is_file() else pngs if pngs.is_dir() else None
-        sequences.append(Sequence(image_dir.name, image_dir, annotations))
+        sequences.append(SequenceFiles(image_dir.name, image_dir, annotations))
     if not sequences:
         raise FormatError(f"{images}: no sequence folders")
     return sequences
 
 
-def read_annotations(sequence: Sequence) -> list[MotsRecord]:
+def read_annotations(sequence: SequenceFiles) -> list[MotsRecord]:
     if sequence.annotations is None:
         raise FormatError(f"sequence {sequence.name} has no ground truth (instances_txt/ or instances/)")
     if sequence.annotations.is_dir():

@@ -124,6 +124,8 @@ class FrameResult:
         latency_ms: wall time per stage, in milliseconds.
         instance_map: optional ``(H, W) int32`` map where pixel value i > 0 belongs to
             ``instances[i - 1]``; makes :meth:`id_image` cheap.
+        active_tracks: live tracks after this frame (matched or waiting to be), for diagnostics.
+        flow_problem: why the frame's flow was ignored, or None when it had none or it was used.
     """
 
     stamp_ns: int
@@ -134,6 +136,8 @@ class FrameResult:
     instances: tuple[TrackedInstance, ...]
     latency_ms: dict[str, float] = field(default_factory=dict)
     instance_map: np.ndarray | None = None
+    active_tracks: int = 0
+    flow_problem: str | None = None
 
     def id_image(self) -> np.ndarray:
         """``(H, W) uint16`` image of track ids (0 = background); ids above 65535 wrap."""

@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,64 +22,12 @@ from mots_ros.config import load_config
 from mots_ros.datasets import MotsRecord, find_sequences, list_frames, read_image_rgb, read_mots_txt, records_by_frame
 from mots_ros.datatypes import CLASS_NAMES
 from mots_ros.errors import MotsError
+from mots_ros.processes import ChildProcess, dds_environment, package_file
 
 logger = logging.getLogger(__name__)
 
 DEMO_SEED = 2026  # not among the training (100-123) or evaluation (900-903) seeds
 HEADLINE = ("HOTA", "DetA", "AssA", "sMOTSA", "MOTSA", "IDS", "IDF1")
-
-
-def package_file(*parts: str) -> Path:
-    """A file shipped with the package (config/, launch/, ...), from the source tree or the install."""
-    for root in (Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "mots_ros"):
-        if (root.joinpath(*parts)).is_file():
-            return root.joinpath(*parts)
-    raise MotsError(f"{'/'.join(parts)} is missing from the installation")
-
-
-def dds_environment() -> dict[str, str]:
-    """Shared memory only, in a random domain: the demo's DDS traffic never leaves this machine."""
-    env = dict(os.environ)
-    env.update(
-        FASTDDS_DEFAULT_PROFILES_FILE=str(package_file("config", "fastdds_shm_only.xml")),
-        ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 100)),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-class _Child:
-    def __init__(self, name: str, args: list[str], logs: Path, env: dict):
-        self.name, self.log_path = name, logs / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "mots_ros.cli", *args], stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if text in self.log_path.read_text():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise MotsError(f"{self.name} did not report '{text}' within {timeout_s:.0f} s; see {self.log_path}")
-
-    def wait(self, timeout_s: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired as err:
-            raise MotsError(f"{self.name} did not finish within {timeout_s:.0f} s; see {self.log_path}") from err
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self._log.close()
 
 
 def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None, frames: int = 80,
@@ -125,17 +68,17 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
     results = out / "results"
     results.mkdir(exist_ok=True)
     env = dds_environment()
-    node = _Child("node", ["run", "--params-file", str(params_file), "--namespace", "camera",
+    node = ChildProcess("node", ["run", "--params-file", str(params_file), "--namespace", "camera",
                            "--ros-args", "-p", "node.mode:=replay"], logs, env)
     recorder = player = None
     try:
         node.wait_for("active:", 120)
         print("[demo] mots_node is active; replaying the bag through it", flush=True)
-        recorder = _Child("record", ["record", "--topic", "/camera/tracks", "--fps", str(fps), "--out",
+        recorder = ChildProcess("record", ["record", "--topic", "/camera/tracks", "--fps", str(fps), "--out",
                                      str(results / f"{sequence}.txt"), "--frames", str(len(frame_numbers)),
                                      "--idle-timeout", "60", "--timeout", "1800"], logs, env)
         recorder.wait_for("ready:", 60)
-        player = _Child("replay", ["bag", "replay", str(bag), "--fast", "--wait-for-tracks", "/camera/tracks",
+        player = ChildProcess("replay", ["bag", "replay", str(bag), "--fast", "--wait-for-tracks", "/camera/tracks",
                                    "--topics", "/camera/image", "/camera/camera_info"], logs, env)
         player.wait(1800)
         recorder.wait(120)

@@ -12,12 +12,17 @@ be built from the ONNX files alone, and is checked with onnx's checker after exp
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mots_ros.errors import BackendError
+
+if TYPE_CHECKING:
+    from mots_ros.config import Config
 
 OPSET = 17
 DEFAULT_INPUT_SIZE = (384, 1248)
@@ -80,3 +85,48 @@ def max_relative_error(reference: np.ndarray, other: np.ndarray) -> float:
     """``max |a - b| / max |a|``: the parity measure used in tests and ``mots-ros export``."""
     scale = float(np.abs(reference).max()) or 1.0
     return float(np.abs(reference - other).max()) / scale
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """One exported file and its agreement with torch on a random input (ONNX Runtime CPU, fp32)."""
+
+    path: Path
+    max_relative_error: float
+
+
+def export_and_verify(config: Config, out_dir: str | os.PathLike, *, height: int = DEFAULT_INPUT_SIZE[0],
+                      width: int = DEFAULT_INPUT_SIZE[1], dynamic: bool = False,
+                      only: str | None = None) -> list[ExportCheck]:
+    """Exports the config's networks (checkpoints) to ``out_dir`` and runs each file once against torch.
+
+    Args:
+        height, width: the fixed segmentation input size (ignored with ``dynamic``).
+        dynamic: dynamic segmentation input height and width instead.
+        only: ``segmentation`` or ``embedding`` to export one network; None exports both.
+    """
+    from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
+    from mots_ros.model_files import build_embedding_network, build_segmentation_network, model_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    class_id = config.segmentation.class_id
+    jobs = []
+    if only in (None, "segmentation"):
+        source = model_file(config, "segmentation", "checkpoint")
+        model = build_segmentation_network(source).eval()
+        size = (None, None) if dynamic else (height, width)
+        path = export_segmentation(model, out_dir / f"{source.stem}.onnx", height=size[0], width=size[1], class_id=class_id)
+        jobs.append((path, model, (rng.random((1, 3, height, width), dtype=np.float32),)))
+    if only in (None, "embedding"):
+        source = model_file(config, "embedding", "checkpoint")
+        model = build_embedding_network(source).eval()
+        path = export_embedding(model, out_dir / f"{source.stem}.onnx", class_id=class_id)
+        jobs.append((path, model, (rng.random((7, 1500, 8), dtype=np.float32), rng.random((7, 4), dtype=np.float32))))
+    checks = []
+    for path, model, sample in jobs:
+        with torch.no_grad():
+            reference = model(*(torch.from_numpy(x) for x in sample)).numpy()
+        checks.append(ExportCheck(path, max_relative_error(reference, OnnxRuntimeBackend(path).run(*sample))))
+    return checks

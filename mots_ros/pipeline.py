@@ -19,53 +19,26 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from mots_ros.config import Config
+from mots_ros.cues import cues_need_embeddings
 from mots_ros.datatypes import Frame, FrameResult, Instance
 from mots_ros.embedding.embedder import Embedder
-from mots_ros.errors import InputError
 from mots_ros.images import DEFAULT_MAX_PIXELS, check_image, flow_problem
 from mots_ros.masks import encode_label_map, label_boxes
-from mots_ros.segmentation.segmenter import Segmenter
+from mots_ros.segmenters import Segmenter, create_segmenter
 from mots_ros.tracker import Tracker
 
 logger = logging.getLogger(__name__)
-
-#: Stage names, in processing order, as reported in ``FrameResult.latency_ms`` and diagnostics.
-STAGES = (
-    "segmentation_network",
-    "clustering",
-    "point_sampling",
-    "embedding_network",
-    "rle_encoding",
-    "association",
-)
-
-
-@dataclass(frozen=True)
-class GivenInstances:
-    """Instance masks from outside the pipeline (ground truth, another segmenter).
-
-    Attributes:
-        labels: ``(H, W)`` integer map, 0 = background, one positive id per instance.
-        class_ids: class of each id, ``{id: class_id}``.
-        scores: optional score of each id; 1.0 when absent.
-    """
-
-    labels: np.ndarray
-    class_ids: dict[int, int]
-    scores: dict[int, float] = field(default_factory=dict)
 
 
 class MotsPipeline:
     """Segmentation, embedding and tracking for one camera stream.
 
     Args:
-        segmenter: SpatialEmbedding inference; may be None when every frame comes with
-            :class:`GivenInstances` (e.g. oracle evaluation).
+        segmenter: any :class:`mots_ros.segmenters.Segmenter`.
         embedder: PointTrack inference; None when no association cue uses embeddings
             (IoU-only tracking), which skips point sampling and the embedding network.
         tracker: online association.
@@ -74,7 +47,7 @@ class MotsPipeline:
 
     def __init__(
         self,
-        segmenter: Segmenter | None,
+        segmenter: Segmenter,
         embedder: Embedder | None,
         tracker: Tracker,
         *,
@@ -86,30 +59,32 @@ class MotsPipeline:
         self.max_image_pixels = max_image_pixels
 
     @classmethod
-    def from_config(cls, config: Config, *, segment: bool = True) -> "MotsPipeline":
-        """Builds the networks named by ``config`` on its backend.
+    def from_config(cls, config: Config) -> MotsPipeline:
+        """Builds the segmenter, the cues and, when a cue needs it, the embedding network named by ``config``."""
+        from mots_ros.backends import create_backend
 
-        Args:
-            segment: False builds no segmentation network (for given instances only).
-        """
-        from mots_ros.model_loading import create_embedding_backend, create_segmentation_backend
+        tracker = Tracker(config.tracker)
+        embedder = None
+        if cues_need_embeddings(tracker.cues):
+            embedder = Embedder(create_backend("embedding", config), config.embedding)
+        return cls(create_segmenter(config), embedder, tracker, max_image_pixels=config.node.max_image_pixels)
 
-        segmenter = Segmenter(create_segmentation_backend(config), config.segmentation) if segment else None
-        uses_embeddings = config.tracker.reid_scale != 0
-        embedder = Embedder(create_embedding_backend(config), config.embedding) if uses_embeddings else None
-        return cls(segmenter, embedder, Tracker(config.tracker), max_image_pixels=config.node.max_image_pixels)
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The stages this pipeline times, in processing order (the keys of ``FrameResult.latency_ms``)."""
+        embedding = ("point_sampling", "embedding_network") if self.embedder is not None else ()
+        return (*self.segmenter.stage_names, *embedding, "rle_encoding", "association")
 
     @property
     def backend_names(self) -> dict[str, str]:
-        names = {}
-        if self.segmenter is not None:
-            names["segmentation"] = self.segmenter.backend.name
+        """What runs each network, e.g. ``{"segmentation": "onnxruntime-cpu", "embedding": ...}``."""
+        names = {"segmentation": getattr(self.segmenter, "backend_name", None) or self.segmenter.name}
         if self.embedder is not None:
             names["embedding"] = self.embedder.backend.name
         return names
 
     def reset(self, *, restart_ids: bool = False) -> None:
-        """Resets the tracker (new epoch) and restarts point sampling from its seed.
+        """Resets the tracker (new epoch) and restarts point sampling and the segmenter from their seeds.
 
         Args:
             restart_ids: start track ids at 1 again (a new sequence offline); a live stream never does.
@@ -120,13 +95,16 @@ class MotsPipeline:
     def _reseed(self) -> None:
         if self.embedder is not None:
             self.embedder.reseed()
+        reset = getattr(self.segmenter, "reset", None)
+        if reset is not None:
+            reset()
 
-    def process(self, frame: Frame, given: GivenInstances | None = None) -> FrameResult:
-        """Runs one frame through segmentation (unless ``given``), embedding and tracking.
+    def process(self, frame: Frame) -> FrameResult:
+        """Runs one frame through segmentation, embedding and tracking.
 
         Raises:
-            InputError: the image is not a usable ``(H, W, 3) uint8`` frame. The pipeline's state
-                is unchanged, so the caller can log it and go on with the next frame.
+            InputError: the image is not a usable ``(H, W, 3) uint8`` frame, or the segmenter
+                refuses it. The pipeline's state is unchanged, so the caller can log it and go on.
         """
         check_image(frame.image_rgb, max_pixels=self.max_image_pixels)
         height, width = frame.image_rgb.shape[:2]
@@ -135,28 +113,17 @@ class MotsPipeline:
         if problem:
             logger.warning("frame %s: flow ignored: %s", frame.stamp_ns, problem)
             flow = None
-
         # Every check comes before the first change of state, so a refused frame changes nothing.
-        if given is not None:
-            labels, instance_ids, class_ids, scores = _unpack_given(given, height, width)
-        elif self.segmenter is None:
-            raise InputError("this pipeline has no segmentation network; pass the instances (given=...)")
-        else:
-            self.segmenter.input_size(height, width)  # raises for frames larger than a fixed network input
+        begin_frame = getattr(self.segmenter, "begin_frame", None)
+        if begin_frame is not None:
+            begin_frame(frame)
         if self.tracker.observe_time(frame.stamp_ns, frame.frame_index):
             self._reseed()  # a replay from the start then reproduces its first run
 
-        latency: dict[str, float] = {}
+        segmentation = self.segmenter.segment(frame.image_rgb)
+        latency = dict(segmentation.latency_ms)
         clock = _StageClock(latency)
-        if given is None:
-            with clock("segmentation_network"):
-                raw = self.segmenter.predict_raw(frame.image_rgb)
-            with clock("clustering"):
-                segmentation = self.segmenter.cluster(raw)
-            labels, instance_ids = segmentation.labels, segmentation.instance_ids
-            scores = segmentation.scores
-            class_ids = np.full(instance_ids.size, self.segmenter.config.class_id)
-
+        labels, instance_ids = segmentation.labels, segmentation.instance_ids
         if self.embedder is not None:
             with clock("point_sampling"):
                 clouds = self.embedder.sample(labels, frame.image_rgb)
@@ -172,16 +139,16 @@ class MotsPipeline:
             Instance(
                 rle=rles[i],
                 bbox=tuple(int(v) for v in boxes[i]),
-                class_id=int(class_ids[i]),
-                score=float(scores[i]),
+                class_id=int(segmentation.class_ids[i]),
+                score=float(segmentation.scores[i]),
                 embedding=embeddings[i],
             )
             for i in range(len(rles))
         ]
         with clock("association"):
-            tracked = self.tracker.update(instances, stamp_ns=frame.stamp_ns, frame_index=frame.frame_index, flow=flow)
+            tracked = self.tracker.update(instances, stamp_ns=frame.stamp_ns, frame_index=frame.frame_index, flow=flow,
+                                          image_rgb=frame.image_rgb)
 
-        instance_map = _instance_index_map(labels, instance_ids)
         return FrameResult(
             stamp_ns=frame.stamp_ns,
             frame_index=frame.frame_index,
@@ -190,24 +157,10 @@ class MotsPipeline:
             tracker_epoch=self.tracker.epoch,
             instances=tuple(tracked),
             latency_ms=latency,
-            instance_map=instance_map,
+            instance_map=_instance_index_map(labels, instance_ids),
+            active_tracks=len(self.tracker.tracks),
+            flow_problem=problem,
         )
-
-
-def _unpack_given(given: GivenInstances, height: int, width: int):
-    labels = np.asarray(given.labels)
-    if labels.shape != (height, width) or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"given instance map must be an integer ({height}, {width}) array, got {labels.dtype} {labels.shape}")
-    if labels.size and labels.min() < 0:
-        raise InputError("given instance map has negative ids; use 0 for background and positive ids")
-    instance_ids = np.unique(labels)
-    instance_ids = instance_ids[instance_ids > 0]
-    missing = [int(i) for i in instance_ids if int(i) not in given.class_ids]
-    if missing:
-        raise InputError(f"given instances {missing} have no class id")
-    class_ids = np.array([given.class_ids[int(i)] for i in instance_ids], np.int64)
-    scores = np.array([given.scores.get(int(i), 1.0) for i in instance_ids], np.float32)
-    return labels, instance_ids, class_ids, scores
 
 
 def _instance_index_map(labels: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
@@ -230,7 +183,7 @@ class _StageClock:
         self._stage = ""
         self._start = 0.0
 
-    def __call__(self, stage: str) -> "_StageClock":
+    def __call__(self, stage: str) -> _StageClock:
         self._stage = stage
         return self
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mots_ros.benchmark import machine_description
-from mots_ros.demo import _Child, dds_environment, package_file
+from mots_ros.processes import ChildProcess, dds_environment, package_file
 from mots_ros.errors import MotsError
 
 WARMUP_FRACTION = 0.1  # memory growth is measured from here to the end
@@ -48,7 +48,7 @@ class _MemorySampler(threading.Thread):
                 self.samples.append((time.monotonic(), value))
 
 
-def _node_pid(child: _Child) -> int:
+def _node_pid(child: ChildProcess) -> int:
     return child.process.pid  # `python -m mots_ros.cli run` is the node process itself
 
 
@@ -61,7 +61,7 @@ def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path,
     latency_csv.unlink(missing_ok=True)
     env = dds_environment()
     overrides = [item for parameter in parameters for item in ("-p", parameter)]
-    node = _Child("node", ["run", "--params-file", str(params_file), "--namespace", "camera", "--ros-args",
+    node = ChildProcess("node", ["run", "--params-file", str(params_file), "--namespace", "camera", "--ros-args",
                            "-p", f"node.mode:={mode}", "-p", f"node.latency_log:={latency_csv}", *overrides], logs, env)
     sampler = None
     try:
@@ -71,7 +71,7 @@ def soak_mode(mode: str, bag: Path, loops: int, frames_per_loop: int, out: Path,
         replay_args = ["bag", "replay", str(bag), "--loops", str(loops), "--topics", "/camera/image"]
         replay_args += ["--fast", "--wait-for-tracks", "/camera/tracks"] if mode == "replay" else ["--rate", "1.0"]
         started = time.monotonic()
-        player = _Child("replay", replay_args, logs, env)
+        player = ChildProcess("replay", replay_args, logs, env)
         if player.wait(6 * 3600) != 0:
             raise MotsError(f"bag replay failed; see {player.log_path}")
         time.sleep(3.0)  # let the node finish its last frame

@@ -2,11 +2,11 @@
 
 Per frame:
 
-1. drop tracks unmatched for longer than ``max_age`` (in frames or seconds);
+1. drop tracks unmatched for longer than ``max_age_frames`` or ``max_age_s`` (by ``age_unit``);
 2. with no detections, stop; with no live tracks, every detection starts a track;
-3. similarity = Σ weight_i · cue_i(detection, track), a list of weighted cues. The published
-   system uses two: ``α · (β − ‖e_det − e_track‖)`` and ``γ · IoU(mask_det, mask_track)``, both
-   against the track's *last* match (no averaging, no motion model);
+3. similarity = Σ weight_i · cue_i(detection, track) over the cues of ``tracker.cues``
+   (:mod:`mots_ros.cues`). The published system uses two: ``α · (β − ‖e_det − e_track‖)`` and
+   ``γ · IoU(mask_det, mask_track)``, both against the track's *last* match;
 4. Hungarian assignment on ``cost = max(sim) − sim`` with pairs at ``sim <= τ`` (or of another
    class) priced 1e9 and discarded afterwards;
 5. matched tracks take the detection's embedding and mask; every other detection starts a track
@@ -19,15 +19,16 @@ When time goes backwards (a bag looped, a replay restarted), the tracker resets 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mots_ros.config import TrackerConfig
+from mots_ros.cues import AssociationCue, FrameContext, create_cues
 from mots_ros.datatypes import Instance, TrackedInstance, TrackState
-from mots_ros.masks import decode_rle, encode_rle, mask_iou
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ _FORBIDDEN_COST = 1e9  # munkres' "never" price in the published code
 
 @dataclass
 class Track:
-    """A live track: its identity and what it looked like at its last match."""
+    """A live track: its identity and what it looked like at its last match.
+
+    Attributes:
+        cue_state: per-track state of the cues, keyed by cue name (see :class:`mots_ros.cues.Cue`).
+    """
 
     track_id: int
     class_id: int
@@ -46,98 +51,7 @@ class Track:
     last_frame_serial: int  # which processed frame it was last matched in
     state: TrackState = TrackState.TENTATIVE
     matches: int = 1
-
-
-@dataclass(frozen=True)
-class FrameContext:
-    """What cues may need besides detections and tracks."""
-
-    frame_serial: int  # counts processed frames in this epoch; consecutive frames differ by 1
-    flow: np.ndarray | None = None  # (H, W, 2) float32, previous frame -> this frame
-
-
-class AssociationCue(Protocol):
-    """One weighted term of the similarity between detections and tracks."""
-
-    name: str
-    weight: float
-
-    def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
-        """``(len(detections), len(tracks))`` unweighted similarity; higher means more alike."""
-        ...
-
-
-@dataclass
-class EmbeddingCue:
-    """``offset − ‖e_det − e_track‖₂`` (spec §7.2; weight α, offset β)."""
-
-    weight: float
-    offset: float
-    name: str = "embedding"
-
-    def similarity(self, detections, tracks, context):
-        det = np.stack([d.embedding for d in detections]).astype(np.float64)
-        trk = np.stack([t.embedding for t in tracks]).astype(np.float64)
-        distance = np.sqrt(np.maximum(((det[:, None, :] - trk[None, :, :]) ** 2).sum(-1), 0.0))
-        return self.offset - distance
-
-
-@dataclass
-class MaskIoUCue:
-    """IoU between the detection's mask and the track's last mask (spec §7.2; weight γ)."""
-
-    weight: float
-    name: str = "mask_iou"
-
-    def similarity(self, detections, tracks, context):
-        return mask_iou([d.rle for d in detections], [t.rle for t in tracks])
-
-
-@dataclass
-class FlowIoUCue:
-    """IoU between the detection and the track's last mask moved forward by optical flow.
-
-    Only tracks matched in the previous frame can be warped (the flow spans one frame); for the
-    others, and for frames without flow, this cue equals the plain mask IoU.
-    """
-
-    weight: float
-    name: str = "flow_iou"
-
-    def similarity(self, detections, tracks, context):
-        det_rles = [d.rle for d in detections]
-        if context.flow is None:
-            return mask_iou(det_rles, [t.rle for t in tracks])
-        track_rles = [
-            encode_rle(warp_mask(decode_rle(t.rle), context.flow))
-            if t.last_frame_serial == context.frame_serial - 1
-            else t.rle
-            for t in tracks
-        ]
-        return mask_iou(det_rles, track_rles)
-
-
-def warp_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Moves each true pixel of ``mask`` by ``flow`` (dx, dy), rounding to the nearest pixel."""
-    height, width = mask.shape
-    rows, cols = np.nonzero(mask)
-    moved_cols = np.rint(cols + flow[rows, cols, 0]).astype(np.int64)
-    moved_rows = np.rint(rows + flow[rows, cols, 1]).astype(np.int64)
-    keep = (moved_rows >= 0) & (moved_rows < height) & (moved_cols >= 0) & (moved_cols < width)
-    warped = np.zeros_like(mask, dtype=bool)
-    warped[moved_rows[keep], moved_cols[keep]] = True
-    return warped
-
-
-def cues_from_config(config: TrackerConfig) -> list[AssociationCue]:
-    """The published cues with the configured constants, plus flow IoU when its weight is > 0."""
-    cues: list[AssociationCue] = [
-        EmbeddingCue(weight=config.reid_scale, offset=config.reid_offset),
-        MaskIoUCue(weight=config.mask_iou_weight),
-    ]
-    if config.flow_iou_weight > 0:
-        cues.append(FlowIoUCue(weight=config.flow_iou_weight))
-    return cues
+    cue_state: dict[str, Any] = field(default_factory=dict)
 
 
 class Tracker:
@@ -145,7 +59,7 @@ class Tracker:
 
     Args:
         config: constants (see :class:`mots_ros.config.TrackerConfig` and the presets).
-        cues: the similarity terms; defaults to :func:`cues_from_config`.
+        cues: the similarity terms; defaults to the enabled cues of ``config.cues``.
 
     Attributes:
         epoch: increments at every reset.
@@ -154,13 +68,15 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig | None = None, cues: Sequence[AssociationCue] | None = None):
         self.config = config or TrackerConfig()
-        self.cues = list(cues) if cues is not None else cues_from_config(self.config)
+        self.cues: list[AssociationCue] = list(cues) if cues is not None else create_cues(self.config.cues)
+        self.max_age = self.config.max_age_s if self.config.age_unit == "seconds" else self.config.max_age_frames
         self.epoch = 0
         self.tracks: list[Track] = []
         self._next_id = 1
         self._last_stamp_ns: int | None = None
         self._last_frame_index: int | None = None
         self._frame_serial = 0
+        self._previous_image_rgb: np.ndarray | None = None
 
     def reset(self, *, restart_ids: bool = False) -> None:
         """Forgets every track and starts a new epoch.
@@ -175,6 +91,7 @@ class Tracker:
         self._last_stamp_ns = None
         self._last_frame_index = None
         self._frame_serial = 0
+        self._previous_image_rgb = None
 
     def update(
         self,
@@ -183,6 +100,7 @@ class Tracker:
         stamp_ns: int,
         frame_index: int | None = None,
         flow: np.ndarray | None = None,
+        image_rgb: np.ndarray | None = None,
     ) -> list[TrackedInstance]:
         """Associates one frame's instances with the live tracks.
 
@@ -192,6 +110,8 @@ class Tracker:
             frame_index: the frame number, used as time when ``age_unit`` is ``frames``. Without
                 it, frames are numbered in arrival order.
             flow: optional optical flow from the previous frame to this one, for flow cues.
+            image_rgb: optional ``(H, W, 3) uint8`` frame, for cues that look at pixels; the
+                tracker keeps it as the next frame's ``previous_image_rgb``.
 
         Returns:
             One TrackedInstance per input instance, in the same order.
@@ -199,11 +119,15 @@ class Tracker:
         self.observe_time(stamp_ns, frame_index)
         self._frame_serial += 1
         now = self._time_of(stamp_ns, frame_index)
-        self.tracks = [t for t in self.tracks if now - t.last_time <= self.config.max_age]
+        self.tracks = [t for t in self.tracks if now - t.last_time <= self.max_age]
+        context = FrameContext(self._frame_serial, stamp_ns, frame_index, image_rgb, self._previous_image_rgb, flow)
+        self._previous_image_rgb = image_rgb
+        for cue in self.cues:
+            _call_hook(cue, "start_frame", self.tracks, context)
         if not instances:
             return []
 
-        assignment = self._associate(instances, FrameContext(self._frame_serial, flow)) if self.tracks else {}
+        assignment = self._associate(instances, context) if self.tracks else {}
         results = []
         for det_index, instance in enumerate(instances):
             if det_index in assignment:
@@ -212,6 +136,7 @@ class Tracker:
                 track.last_time, track.last_frame_serial = now, self._frame_serial
                 track.matches += 1
                 track.state = TrackState.CONFIRMED
+                hook = "track_matched"
             else:
                 track = Track(
                     track_id=self._next_id,
@@ -223,6 +148,9 @@ class Tracker:
                 )
                 self._next_id += 1
                 self.tracks.append(track)
+                hook = "track_born"
+            for cue in self.cues:
+                _call_hook(cue, hook, track, instance, context)
             results.append(TrackedInstance(track_id=track.track_id, state=track.state, instance=instance))
         return results
 
@@ -266,3 +194,10 @@ class Tracker:
         if self.config.age_unit == "seconds":
             return stamp_ns * 1e-9
         return float(frame_index if frame_index is not None else self._frame_serial)
+
+
+def _call_hook(cue: AssociationCue, hook: str, *args: Any) -> None:
+    """Cues that follow the Protocol without subclassing :class:`mots_ros.cues.Cue` may lack hooks."""
+    method = getattr(cue, hook, None)
+    if method is not None:
+        method(*args)

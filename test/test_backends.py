@@ -79,12 +79,12 @@ def test_embedding_contract_with_any_number_of_instances(name, instances, networ
 
 
 def test_fixed_size_export_tells_the_segmenter_its_size(networks):
-    from mots_ros.segmentation.segmenter import Segmenter
+    from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 
     backend = OnnxRuntimeBackend(networks["se_fixed"])
     assert backend.fixed_input_size == (64, 128)
     assert OnnxRuntimeBackend(networks["se_dynamic"]).fixed_input_size is None
-    segmenter = Segmenter(backend)
+    segmenter = SpatialEmbeddingSegmenter(backend)
     assert segmenter.input_size(60, 120) == (64, 128)
     assert segmenter.predict_raw(np.zeros((60, 120, 3), np.uint8)).shape == (5, 60, 120)
     assert onnx_metadata(networks["se_fixed"])["input_size"] == "64x128"
@@ -95,7 +95,7 @@ def test_unusable_files_and_missing_runtimes_give_clear_errors(tmp_path, network
     with pytest.raises(BackendError, match="ONNX Runtime cannot load"):
         OnnxRuntimeBackend(tmp_path / "broken.onnx")
     if "tensorrt" not in available_backends("cuda"):
-        from mots_ros.model_loading import create_backend
+        from mots_ros.backends import create_backend
 
         config = Config().replace(**{"inference.backend": "tensorrt", "segmentation.weights": str(networks["se_dynamic"])})
         with pytest.raises(BackendError, match="needs NVIDIA TensorRT's Python package"):
@@ -103,7 +103,7 @@ def test_unusable_files_and_missing_runtimes_give_clear_errors(tmp_path, network
 
 
 def test_auto_picks_the_fastest_available_backend(networks):
-    from mots_ros.model_loading import create_backend
+    from mots_ros.backends import create_backend
 
     config = Config().replace(**{"segmentation.weights": str(networks["se_dynamic"]), "inference.device": "cpu"})
     expected = available_backends("cpu")[0]

@@ -6,7 +6,7 @@ import torch
 from mots_ros.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from mots_ros.embedding import PointTrackNet
 from mots_ros.errors import CheckpointError
-from mots_ros.model_loading import build_embedding_network, build_segmentation_network
+from mots_ros.model_files import build_embedding_network, build_segmentation_network
 from mots_ros.segmentation import SpatialEmbeddingNet
 
 

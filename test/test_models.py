@@ -15,8 +15,8 @@ from mots_ros.checkpoints import read_checkpoint
 from mots_ros.config import preset
 from mots_ros.datasets import SeqmapEntry, records_from_instance_map, write_mots_txt, write_seqmap
 from mots_ros.evaluation import evaluate
-from mots_ros.model_loading import DEFAULT_MODELS, build_embedding_network, build_segmentation_network
-from mots_ros.offline import track_dataset
+from mots_ros.model_files import DEFAULT_MODELS, build_embedding_network, build_segmentation_network
+from mots_ros.offline_tracking import track_dataset
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
 
@@ -79,18 +79,18 @@ def test_shipped_onnx_files_match_their_checkpoints_and_cluster_identically():
     from mots_ros.backends.torch_backend import TorchBackend
     from mots_ros.embedding.embedder import Embedder
     from mots_ros.export import max_relative_error
-    from mots_ros.segmentation.segmenter import Segmenter
+    from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 
     config = preset("car")
     stem = DEFAULT_MODELS[("segmentation", "car")]
-    on_torch = Segmenter(TorchBackend(build_segmentation_network(MODELS / f"{stem}.pth")), config.segmentation)
-    on_ort = Segmenter(OnnxRuntimeBackend(MODELS / f"{stem}.onnx"), config.segmentation)
+    on_torch = SpatialEmbeddingSegmenter(TorchBackend(build_segmentation_network(MODELS / f"{stem}.pth")), config.segmentation)
+    on_ort = SpatialEmbeddingSegmenter(OnnxRuntimeBackend(MODELS / f"{stem}.onnx"), config.segmentation)
     with_cars = None
     for frame in itertools.islice(DrivingScene(DrivingConfig(frames=100, seed=902)).frames(), 0, 12, 4):
         raw_torch, raw_ort = on_torch.predict_raw(frame.image_rgb), on_ort.predict_raw(frame.image_rgb)
         assert max_relative_error(raw_torch, raw_ort) < 1e-4
-        labels = on_torch.cluster(raw_torch).labels
-        np.testing.assert_array_equal(labels, on_ort.cluster(raw_ort).labels)
+        labels = on_torch.cluster(raw_torch)[0]
+        np.testing.assert_array_equal(labels, on_ort.cluster(raw_ort)[0])
         if labels.max() > 0:
             with_cars = (labels, frame.image_rgb)
     assert with_cars is not None, "the frames should contain cars for the comparisons to mean something"

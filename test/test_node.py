@@ -44,7 +44,7 @@ def tiny_models(tmp_path_factory):
 def write_params(path, models, **node):
     lines = ["/**:", "  ros__parameters:", "    segmentation:", f"      weights: {models / 'se.pth'}",
              "      seed_threshold: 0.5", "      min_pixel: 0", "    embedding:", f"      weights: {models / 'pt.pth'}",
-             "    tracker:", "      age_unit: seconds", "      max_age: 3",
+             "    tracker:", "      age_unit: seconds", "      max_age_s: 3",
              "    inference:", "      backend: auto", f"      cache_dir: {models / 'cache'}", "    node:"]
     lines += [f"      {key}: {value}" for key, value in node.items()]
     path.write_text("\n".join(lines) + "\n")

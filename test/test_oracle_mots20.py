@@ -7,16 +7,16 @@ in association behaviour shows up as a test failure. MOTS20 is read from ../shar
 import pytest
 
 from mots_ros.config import preset
-from mots_ros.offline import evaluate_oracle
+from mots_ros.offline_tracking import evaluate_oracle
 from mots_ros.pipeline import MotsPipeline
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
 
-IOU_ONLY = {"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0}
+IOU_ONLY = {"tracker.cues.embedding.weight": 0.0, "tracker.cues.mask_iou.weight": 1.0}
 
 
 def oracle_scores(mots20, out, config, first, last):
-    pipeline = MotsPipeline.from_config(config, segment=False)
+    pipeline = MotsPipeline.from_config(config.replace(**{"segmentation.kind": "ground_truth"}))
     return evaluate_oracle(pipeline, mots20, out, sequences=["0005"], first=first, last=last).combined("pedestrian")
 
 

@@ -12,9 +12,11 @@ from mots_ros.datatypes import Frame
 from mots_ros.embedding.embedder import Embedder
 from mots_ros.embedding.network import PointTrackNet
 from mots_ros.errors import InputError
-from mots_ros.pipeline import STAGES, GivenInstances, MotsPipeline
+from mots_ros.pipeline import MotsPipeline
 from mots_ros.segmentation import SpatialEmbeddingNet
-from mots_ros.segmentation.segmenter import Segmenter
+from mots_ros.segmenters import Segmentation
+from mots_ros.segmenters.ground_truth import GroundTruthSegmenter
+from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 from mots_ros.synthetic.network_outputs import ideal_raw_output
 from mots_ros.tracker import Tracker
 
@@ -26,6 +28,7 @@ class PerfectSegmentationNetwork:
     """Stands in for a trained SpatialEmbeddingNet: reads blobs off their colours."""
 
     name = "ideal"
+    fixed_input_size = None
 
     def run(self, network_input):
         image = (network_input[0].transpose(1, 2, 0) * 255).round().astype(int)
@@ -46,7 +49,7 @@ def blob_frame(step):
 def make_pipeline(segmentation_network=None, config=None):
     torch.manual_seed(0)
     config = config or preset("car")
-    segmenter = Segmenter(segmentation_network or PerfectSegmentationNetwork(), config.segmentation)
+    segmenter = SpatialEmbeddingSegmenter(segmentation_network or PerfectSegmentationNetwork(), config.segmentation)
     return MotsPipeline(segmenter, Embedder(TorchBackend(PointTrackNet()), config.embedding), Tracker(config.tracker))
 
 
@@ -65,7 +68,8 @@ def test_moving_blobs_keep_their_ids():
             assert tracked.embedding.shape == (32,) and tracked.class_name == "car"
         assert union.max() == 1  # masks never overlap
         history.append(sorted((t.bbox[0], t.track_id) for t in result.instances))
-        assert set(result.latency_ms) == set(STAGES)
+        assert list(result.latency_ms) == list(pipeline.stage_names) == [
+            "segmentation_network", "clustering", "point_sampling", "embedding_network", "rle_encoding", "association"]
     assert all([i for _, i in frame] == [1, 2, 3] for frame in history)
 
 
@@ -106,16 +110,33 @@ def test_bad_flow_is_dropped_and_the_frame_goes_on(caplog):
     assert len(result.instances) == 3 and "does not match the image" in caplog.text
 
 
-def test_given_instances_skip_segmentation():
-    pipeline = make_pipeline()
+def test_ground_truth_segmenter_serves_each_frame_its_annotated_masks():
+    from mots_ros.datasets import records_from_instance_map
+
+    labels = np.zeros((HEIGHT, WIDTH), np.int32)
+    labels[10:40, 10:60], labels[60:100, 100:150] = 2004, 2009
+    segmenter = GroundTruthSegmenter({0: records_from_instance_map(0, labels)})
+    pipeline = MotsPipeline(segmenter, None, Tracker(preset("pedestrian").tracker))
+    result = pipeline.process(Frame(blob_frame(0), stamp_ns=0, frame_index=0))
+    assert [t.class_id for t in result.instances] == [2, 2] and list(result.latency_ms) == list(pipeline.stage_names)
+    assert sorted(int(t.mask.sum()) for t in result.instances) == [30 * 50, 40 * 50]
+    assert pipeline.process(Frame(blob_frame(0), stamp_ns=1, frame_index=1)).instances == ()  # no annotations
+    with pytest.raises(InputError, match="looks masks up by frame number"):
+        pipeline.process(Frame(blob_frame(0), stamp_ns=2))
+
+
+def test_segmentation_from_a_label_map_checks_ids_and_classes():
     labels = np.zeros((HEIGHT, WIDTH), np.int32)
     labels[10:40, 10:60], labels[60:100, 100:150] = 4, 9
-    result = pipeline.process(Frame(blob_frame(0), stamp_ns=0), GivenInstances(labels, {4: 2, 9: 2}))
-    assert [t.class_id for t in result.instances] == [2, 2] and "segmentation_network" not in result.latency_ms
+    segmentation = Segmentation.from_label_map(labels, {4: 2, 9: 1}, {9: 0.5})
+    assert segmentation.instance_ids.tolist() == [4, 9] and segmentation.class_ids.tolist() == [2, 1]
+    assert segmentation.scores.tolist() == [1.0, 0.5]
     with pytest.raises(InputError, match="have no class id"):
-        pipeline.process(Frame(blob_frame(0), stamp_ns=1), GivenInstances(labels, {4: 2}))
+        Segmentation.from_label_map(labels, {4: 2})
     with pytest.raises(InputError, match="integer"):
-        pipeline.process(Frame(blob_frame(0), stamp_ns=2), GivenInstances(labels[:10], {4: 2, 9: 2}))
+        Segmentation.from_label_map(labels.astype(float), {4: 2, 9: 2})
+    with pytest.raises(InputError, match="negative"):
+        Segmentation.from_label_map(-labels, {})
 
 
 def test_reset_starts_a_new_epoch_and_reproduces_embeddings():
@@ -145,7 +166,7 @@ def test_real_random_network_runs_end_to_end():
 
 
 def test_fixed_input_size_pads_or_refuses():
-    segmenter = Segmenter(PerfectSegmentationNetwork(), SegmentationConfig(input_height=128, input_width=208))
+    segmenter = SpatialEmbeddingSegmenter(PerfectSegmentationNetwork(), SegmentationConfig(input_height=128, input_width=208))
     assert segmenter.input_size(HEIGHT, WIDTH) == (128, 208)
     assert segmenter.predict_raw(blob_frame(0)).shape == (5, HEIGHT, WIDTH)
     with pytest.raises(InputError, match="larger than the fixed network input 128x208"):

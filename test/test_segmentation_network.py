@@ -5,7 +5,7 @@ import torch
 from conftest import load_manifest
 from mots_ros.segmentation import SpatialEmbeddingNet
 from mots_ros.segmentation.network import BN_EPS, infer_num_classes, infer_width
-from mots_ros.segmentation.segmenter import pad_image, to_network_input
+from mots_ros.segmenters.spatial_embedding import pad_image, to_network_input
 
 
 def test_state_dict_matches_official_manifest_key_for_key():

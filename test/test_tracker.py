@@ -5,16 +5,24 @@ import dataclasses
 import numpy as np
 
 from mots_ros.config import TrackerConfig, preset
+from mots_ros.cues import FrameContext
 from mots_ros.datatypes import Instance, TrackState
 from mots_ros.masks import decode_rle, encode_rle
-from mots_ros.tracker import EmbeddingCue, FlowIoUCue, MaskIoUCue, Tracker, warp_mask
+from mots_ros.cues.embedding import EmbeddingCue
+from mots_ros.cues.flow_iou import FlowIoUCue, warp_mask
+from mots_ros.cues.mask_iou import MaskIoUCue
+from mots_ros.tracker import Tracker
 
 CAR = preset("car").tracker
 HEIGHT, WIDTH = 60, 100
 
 
-def config(**changes) -> TrackerConfig:
-    return dataclasses.replace(CAR, **changes)
+def config(cues: dict | None = None, **changes) -> TrackerConfig:
+    """The car tracker config with changes; ``cues`` entries are merged over the car cues by name."""
+    cues = cues or {}
+    merged = {name: {**options, **cues.get(name, {})} for name, options in CAR.cues.items()}
+    merged.update({name: options for name, options in cues.items() if name not in merged})
+    return dataclasses.replace(CAR, cues=merged, **changes)
 
 
 def instance(box, embedding=(0.0, 0.0), class_id=1):
@@ -29,7 +37,7 @@ def ids(tracked):
 
 
 def test_id_survives_a_gap_up_to_max_age_then_a_new_id_comes():
-    tracker = Tracker(config(max_age=3))
+    tracker = Tracker(config(max_age_frames=3))
     car = instance((10, 10, 30, 30))
     assert ids(tracker.update([car], stamp_ns=0, frame_index=0)) == [1]
     assert tracker.update([], stamp_ns=1, frame_index=1) == []  # empty frames still age tracks
@@ -41,14 +49,14 @@ def test_id_survives_a_gap_up_to_max_age_then_a_new_id_comes():
 
 
 def test_frame_numbers_not_arrival_order_define_age():
-    tracker = Tracker(config(max_age=3))
+    tracker = Tracker(config(max_age_frames=3))
     car = instance((10, 10, 30, 30))
     tracker.update([car], stamp_ns=0, frame_index=10)
     assert ids(tracker.update([car], stamp_ns=1, frame_index=20)) == [2]  # frames 11..19 were never seen
 
 
 def test_ids_are_never_reused_even_across_resets():
-    tracker = Tracker(config(max_age=0))
+    tracker = Tracker(config(max_age_frames=0))
     seen = []
     for frame in range(6):
         if frame == 3:
@@ -59,7 +67,7 @@ def test_ids_are_never_reused_even_across_resets():
 
 
 def test_time_going_backwards_resets_and_bumps_the_epoch():
-    tracker = Tracker(config(age_unit="seconds", max_age=3.0))
+    tracker = Tracker(config(age_unit="seconds", max_age_s=3.0))
     car = instance((10, 10, 30, 30))
     tracker.update([car], stamp_ns=5_000_000_000)
     assert ids(tracker.update([car], stamp_ns=5_100_000_000)) == [1]
@@ -69,7 +77,7 @@ def test_time_going_backwards_resets_and_bumps_the_epoch():
 
 
 def test_seconds_mode_ages_tracks_by_stamp():
-    tracker = Tracker(config(age_unit="seconds", max_age=1.0))
+    tracker = Tracker(config(age_unit="seconds", max_age_s=1.0))
     car = instance((10, 10, 30, 30))
     tracker.update([car], stamp_ns=0)
     assert ids(tracker.update([car], stamp_ns=1_000_000_000)) == [1]
@@ -87,13 +95,14 @@ def test_similarity_is_the_published_weighted_sum():
     tracker = Tracker(CAR)
     tracker.update([instance((10, 10, 29, 29), embedding=(0.0, 0.0))], stamp_ns=0, frame_index=0)
     moved = instance((20, 10, 39, 29), embedding=(3.0, 4.0))  # distance 5; IoU 200 / 600
-    sim = tracker.similarity([moved], context=None)
-    expected = CAR.reid_scale * (CAR.reid_offset - 5.0) + CAR.mask_iou_weight * (200 / 600)
+    sim = tracker.similarity([moved], context=FrameContext(2))
+    alpha, beta, gamma = CAR.cues["embedding"]["weight"], CAR.cues["embedding"]["offset"], CAR.cues["mask_iou"]["weight"]
+    expected = alpha * (beta - 5.0) + gamma * (200 / 600)
     np.testing.assert_allclose(sim, [[expected]])
 
 
 def test_pairs_at_or_below_the_threshold_never_match():
-    tracker = Tracker(config(mask_iou_weight=0.0, reid_scale=1.0, reid_offset=1.0, threshold=0.5))
+    tracker = Tracker(config({"mask_iou": {"weight": 0.0}, "embedding": {"weight": 1.0, "offset": 1.0}}, threshold=0.5))
     tracker.update([instance((10, 10, 20, 20), embedding=(0.0, 0.0))], stamp_ns=0, frame_index=0)
     assert ids(tracker.update([instance((10, 10, 20, 20), embedding=(0.5, 0.0))], stamp_ns=1, frame_index=1)) == [2]
     assert ids(tracker.update([instance((10, 10, 20, 20), embedding=(0.9, 0.0))], stamp_ns=2, frame_index=2)) == [2]
@@ -101,7 +110,7 @@ def test_pairs_at_or_below_the_threshold_never_match():
 
 def test_assignment_is_globally_optimal_not_greedy():
     # Greedy would give detection 0 to track 1 (its best) and leave detection 1 with a poor match.
-    tracker = Tracker(config(mask_iou_weight=0.0, reid_scale=1.0, reid_offset=10.0, threshold=0.0))
+    tracker = Tracker(config({"mask_iou": {"weight": 0.0}, "embedding": {"weight": 1.0, "offset": 10.0}}, threshold=0.0))
     tracker.update([instance((0, 0, 5, 5), (0.0, 0.0)), instance((40, 0, 45, 5), (2.0, 0.0))], stamp_ns=0, frame_index=0)
     tracked = tracker.update([instance((0, 0, 5, 5), (1.4, 0.0)), instance((40, 0, 45, 5), (2.9, 0.0))], stamp_ns=1, frame_index=1)
     assert ids(tracked) == [1, 2]  # total distance 1.4 + 0.9 beats 0.6 + 2.9
@@ -137,7 +146,7 @@ def test_cues_are_pluggable():
     assert ids(tracker.update([instance((5, 10, 15, 20))], stamp_ns=1, frame_index=1)) == [2]
     assert ids(tracker.update([instance((7, 10, 17, 20))], stamp_ns=2, frame_index=2)) == [2]  # right of 2, left of 1
     assert [c.name for c in Tracker(CAR).cues] == ["embedding", "mask_iou"]
-    assert isinstance(Tracker(config(flow_iou_weight=1.0)).cues[-1], FlowIoUCue)
+    assert isinstance(Tracker(config({"flow_iou": {"weight": 1.0}})).cues[-1], FlowIoUCue)
 
 
 def test_flow_cue_follows_a_fast_object():

@@ -19,7 +19,7 @@ import torch
 
 from mots_ros.checkpoints import read_checkpoint, save_checkpoint
 from mots_ros.export import export_embedding, export_segmentation
-from mots_ros.model_loading import DEFAULT_MODELS, build_embedding_network, build_segmentation_network
+from mots_ros.model_files import DEFAULT_MODELS, build_embedding_network, build_segmentation_network
 
 
 def _round_to_half(model: torch.nn.Module) -> None:

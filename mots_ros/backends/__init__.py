@@ -1,22 +1,45 @@
-"""Inference backends: one small protocol, several runtimes, imported only when used.
+"""Inference backends: one small Protocol, one registry, runtimes imported only when used.
 
 A backend runs one network on numpy arrays and returns a numpy array. Runtimes (torch,
 onnxruntime, tensorrt) are imported lazily inside the backend that needs them, so a deployment
 that uses ONNX Runtime or TensorRT never imports torch.
 
-``backend: auto`` takes the first that is available, in this order (fastest first):
+Backends are found by name in :data:`BACKENDS` (``inference.backend``); other packages add
+theirs through the ``mots_ros.backends`` entry points. A registered backend class provides, besides
+the :class:`InferenceBackend` instance methods:
+
+- ``auto_priority``: ``{device: rank}``, lower is preferred by ``backend: auto``;
+- ``available_devices()`` (classmethod): the devices (``cuda``, ``cpu``) it can run on here,
+  checked without importing a GPU runtime when there is no GPU;
+- ``for_network(network, device, config, **options)`` (classmethod): the backend for the
+  ``segmentation`` or ``embedding`` network of a config.
+
+``backend: auto`` tries every available ``name-device`` pair by rank; with the built-in ones:
 tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import logging
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-AUTO_ORDER = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
+from mots_ros.errors import BackendError
+from mots_ros.registry import Registry
+
+if TYPE_CHECKING:
+    from mots_ros.config import Config
+
+logger = logging.getLogger(__name__)
+
+#: Built-in backends: one module each, one line here.
+BACKENDS = Registry("inference backend", "mots_ros.backends", {
+    "torch": "mots_ros.backends.torch_backend:TorchBackend",
+    "onnxruntime": "mots_ros.backends.onnx_backend:OnnxRuntimeBackend",
+    "tensorrt": "mots_ros.backends.tensorrt_backend:TensorRTBackend",
+})
 
 
 class InferenceBackend(Protocol):
@@ -24,9 +47,14 @@ class InferenceBackend(Protocol):
 
     Attributes:
         name: what runs it, e.g. ``torch-cpu`` or ``onnxruntime-cpu``; shown in diagnostics.
+        fixed_input_size: ``(H, W)`` of a network built for one image size, or None when any
+            size runs (the segmenter then pads each frame to a multiple of 8).
     """
 
     name: str
+
+    @property
+    def fixed_input_size(self) -> tuple[int, int] | None: ...
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         """Runs the network on float32 arrays and returns its float32 output."""
@@ -38,29 +66,44 @@ def nvidia_gpu_present() -> bool:
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvhost-ctrl-gpu"))
 
 
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def available_backends(device: str = "auto") -> list[str]:
-    """Backends usable on this machine for ``device`` (auto, cpu, cuda), fastest first."""
-    names = []
-    if device in ("auto", "cuda") and nvidia_gpu_present():
-        if _installed("tensorrt"):
-            names.append("tensorrt")
-        if _installed("onnxruntime"):
-            import onnxruntime
+    """``name-device`` of the backends usable here for ``device`` (auto, cpu, cuda), preferred first."""
+    ranked = []
+    for name in BACKENDS.names():
+        backend_type = BACKENDS.load(name)
+        for found in backend_type.available_devices():
+            if device in ("auto", found):
+                ranked.append((backend_type.auto_priority.get(found, 100), f"{name}-{found}"))
+    return [name for _, name in sorted(ranked)]
 
-            if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-                names.append("onnxruntime-cuda")
-        if _installed("torch"):
-            import torch
 
-            if torch.cuda.is_available():
-                names.append("torch-cuda")
-    if device in ("auto", "cpu"):
-        if _installed("onnxruntime"):
-            names.append("onnxruntime-cpu")
-        if _installed("torch"):
-            names.append("torch-cpu")
-    return [name for name in AUTO_ORDER if name in names]
+def create_backend(network: str, config: Config, **options: Any) -> InferenceBackend:
+    """The configured backend for ``network`` (``segmentation`` or ``embedding``).
+
+    ``backend: auto`` takes the first of :func:`available_backends` that can load the network;
+    a named backend runs on CUDA when ``inference.device`` is ``cuda``, or ``auto`` and it can.
+    ``options`` go to the backend's ``for_network`` (e.g. int8 calibration batches).
+    """
+    inference = config.inference
+    if inference.backend != "auto":
+        backend_type = BACKENDS.load(inference.backend)
+        devices = backend_type.available_devices()
+        if inference.device != "auto":
+            device = inference.device
+        else:
+            device = "cuda" if "cuda" in devices else "cpu"
+        return backend_type.for_network(network, device, config, **options)
+    candidates = available_backends(inference.device)
+    if not candidates:
+        raise BackendError("no inference runtime is installed: pip install onnxruntime (or torch==2.13.0)")
+    problems = []
+    for candidate in candidates:
+        name, _, device = candidate.rpartition("-")
+        try:
+            backend = BACKENDS.load(name).for_network(network, device, config, **options)
+        except BackendError as err:
+            problems.append(f"{candidate}: {err}")
+            continue
+        logger.info("backend auto chose %s for the %s network (order: %s)", candidate, network, ", ".join(candidates))
+        return backend
+    raise BackendError(f"no backend could run the {network} network: " + "; ".join(problems))

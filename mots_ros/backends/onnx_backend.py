@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 
+from mots_ros.backends import nvidia_gpu_present
 from mots_ros.errors import BackendError
+
+if TYPE_CHECKING:
+    from mots_ros.config import Config
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -36,6 +43,29 @@ class OnnxRuntimeBackend:
         cache_dir: where the TensorRT provider caches its engines.
         fp16: let the TensorRT provider use fp16.
     """
+
+    auto_priority = {"cuda": 20, "cpu": 40}
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """``cuda`` when ONNX Runtime has its CUDA provider and there is a GPU, and ``cpu`` when installed."""
+        if importlib.util.find_spec("onnxruntime") is None:
+            return []
+        if nvidia_gpu_present():
+            import onnxruntime
+
+            if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+                return ["cuda", "cpu"]
+        return ["cpu"]
+
+    @classmethod
+    def for_network(cls, network: str, device: str, config: Config, **options) -> OnnxRuntimeBackend:
+        """The network's ONNX file (a checkpoint is exported once, which needs torch)."""
+        from mots_ros.model_files import model_file
+
+        inference = config.inference
+        return cls(model_file(config, network, "onnx"), provider=device, num_threads=inference.num_threads,
+                   cache_dir=Path(inference.cache_dir).expanduser() / "engines", fp16=inference.precision == "fp16")
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", num_threads: int = 0,
                  cache_dir: str | Path | None = None, fp16: bool = False):
@@ -73,5 +103,9 @@ class OnnxRuntimeBackend:
         return None
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
+        return self.run_all(*inputs)[0]
+
+    def run_all(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Every output of the network, in the file's order."""
         feeds = {name: np.ascontiguousarray(x, dtype=np.float32) for name, x in zip(self.input_names, inputs)}
-        return self.session.run(None, feeds)[0]
+        return self.session.run(None, feeds)

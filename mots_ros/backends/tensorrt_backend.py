@@ -14,6 +14,7 @@ build logs a line every 30 s, and ``mots-ros export engine`` builds ahead of tim
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -21,10 +22,19 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from mots_ros.backends import nvidia_gpu_present
 from mots_ros.errors import BackendError
+
+if TYPE_CHECKING:
+    from mots_ros.config import Config
+
+#: ``calibration_batches(input_shape)`` yields ``(1, 3, H, W) float32`` network inputs for int8 calibration.
+CalibrationBatches = Callable[[tuple[int, ...]], Iterable[np.ndarray]]
 
 logger = logging.getLogger(__name__)
 
@@ -164,16 +174,37 @@ class TensorRTBackend:
         cache_dir: engine cache folder.
         image_size: ``(H, W)`` for a segmentation network with dynamic size; a fixed-size export
             ignores it. Without it, the engine is built for the first frame's size.
-        calibration_images: image folder for int8 calibration (segmentation only).
+        calibration_batches: int8 calibration inputs (segmentation only), preprocessed by the
+            segmenter that owns the network (see :func:`mots_ros.segmenters.spatial_embedding.calibration_batches`).
     """
 
+    auto_priority = {"cuda": 10}
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """``cuda`` when TensorRT is installed and there is an NVIDIA GPU."""
+        return ["cuda"] if nvidia_gpu_present() and importlib.util.find_spec("tensorrt") is not None else []
+
+    @classmethod
+    def for_network(cls, network: str, device: str, config: Config, *,
+                    calibration_batches: CalibrationBatches | None = None) -> TensorRTBackend:
+        """The network's ONNX file as a cached engine; ``device`` is always the GPU."""
+        from mots_ros.model_files import model_file
+
+        import_tensorrt()  # before any export: a missing TensorRT is the message the user needs
+        seg, inference = config.segmentation, config.inference
+        size = (seg.input_height, seg.input_width) if seg.input_height and network == "segmentation" else None
+        return cls(model_file(config, network, "onnx"), precision=inference.precision,
+                   cache_dir=Path(inference.cache_dir).expanduser() / "engines", image_size=size,
+                   calibration_batches=calibration_batches if network == "segmentation" else None)
+
     def __init__(self, onnx_path: str | Path, *, precision: str = "fp16", cache_dir: str | Path,
-                 image_size: tuple[int, int] | None = None, calibration_images: str | Path | None = None):
+                 image_size: tuple[int, int] | None = None, calibration_batches: CalibrationBatches | None = None):
         self._trt = import_tensorrt()
         self.onnx_path = Path(onnx_path)
         self.precision = precision
         self.cache_dir = Path(os.path.expanduser(str(cache_dir)))
-        self.calibration_images = calibration_images
+        self.calibration_batches = calibration_batches
         self.memory = _DeviceMemory()
         self.name = f"tensorrt-{precision}"
         self._engines: dict[str, tuple] = {}  # input-shape key -> (engine, context)
@@ -181,6 +212,11 @@ class TensorRTBackend:
         self.is_embedding = self._input_names()[0] == "points"
         if image_size is not None and not self.is_embedding:
             self._engine_for({"image": (1, 3, *image_size)})
+
+    @property
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """None: engines are built per input size (a fixed-size ONNX export has one)."""
+        return None
 
     def _input_names(self) -> list[str]:
         import onnx
@@ -238,13 +274,11 @@ class TensorRTBackend:
         if self.precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
         if self.precision == "int8":
-            if self.is_embedding or self.calibration_images is None:
+            if self.is_embedding or self.calibration_batches is None:
                 raise BackendError("int8 needs calibration images and is available for the segmentation network only")
-            from mots_ros.backends.calibration import ImageFolderCalibrator
-
             config.set_flag(trt.BuilderFlag.INT8)
-            config.int8_calibrator = ImageFolderCalibrator(trt, self.calibration_images, shapes["image"], self.memory,
-                                                           self.cache_dir / f"{self.onnx_path.stem}.calibration")
+            config.int8_calibrator = _array_calibrator(trt, self.calibration_batches(shapes["image"]), self.memory,
+                                                       self.cache_dir / f"{self.onnx_path.stem}.calibration")
         profile = builder.create_optimization_profile()
         for name, shape in shapes.items():
             if self.is_embedding:
@@ -299,3 +333,37 @@ class TensorRTBackend:
         finally:
             for handle in handles:
                 self.memory.release(handle)
+
+
+def _array_calibrator(trt, batches: Iterable[np.ndarray], memory: _DeviceMemory, cache_file: Path):
+    """A ``trt.IInt8EntropyCalibrator2`` fed with preprocessed network inputs.
+
+    Built by a function because the TensorRT base class exists only once TensorRT is imported.
+    """
+
+    class _Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self.batches = iter(batches)
+            self.handle = None
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):
+            batch = next(self.batches, None)
+            if batch is None:
+                return None
+            if self.handle is not None:
+                memory.release(self.handle)
+            self.handle, pointer = memory.upload(np.ascontiguousarray(batch, np.float32))
+            return [pointer]
+
+        def read_calibration_cache(self):
+            return cache_file.read_bytes() if cache_file.is_file() else None
+
+        def write_calibration_cache(self, cache):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_bytes(bytes(cache))
+
+    return _Calibrator()

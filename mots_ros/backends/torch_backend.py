@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from mots_ros.backends import nvidia_gpu_present
 from mots_ros.errors import BackendError
+
+if TYPE_CHECKING:
+    from mots_ros.config import Config
 
 
 class TorchBackend:
@@ -15,6 +22,30 @@ class TorchBackend:
         device: ``cpu`` or ``cuda``.
         num_threads: CPU threads for torch (process-wide); 0 leaves torch's default.
     """
+
+    auto_priority = {"cuda": 30, "cpu": 50}
+    fixed_input_size = None  # any image size runs
+
+    @classmethod
+    def available_devices(cls) -> list[str]:
+        """``cuda`` when torch sees a GPU, and ``cpu`` when torch is installed."""
+        if importlib.util.find_spec("torch") is None:
+            return []
+        if nvidia_gpu_present():
+            import torch
+
+            if torch.cuda.is_available():
+                return ["cuda", "cpu"]
+        return ["cpu"]
+
+    @classmethod
+    def for_network(cls, network: str, device: str, config: Config, **options) -> TorchBackend:
+        """The network built from its checkpoint (the configured one or the shipped default)."""
+        from mots_ros.model_files import build_embedding_network, build_segmentation_network, model_file
+
+        builder = build_segmentation_network if network == "segmentation" else build_embedding_network
+        module = builder(model_file(config, network, "checkpoint"))
+        return cls(module, device=device, num_threads=config.inference.num_threads)
 
     def __init__(self, module, device: str = "cpu", num_threads: int = 0):
         import torch

@@ -17,12 +17,9 @@ up to 2 s at a time: a busy callback group drops out of the wait set until anoth
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections import OrderedDict, deque
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -35,11 +32,10 @@ from std_srvs.srv import Trigger
 from mots_ros.config import Config
 from mots_ros.datatypes import Frame
 from mots_ros.errors import MotsError
-from mots_ros.images import flow_problem
 from mots_ros.msg import TrackedInstanceArray
 from mots_ros.nodes.parameters import config_from_parameters, declare_config_parameters
 from mots_ros.overlay import draw_overlay
-from mots_ros.pipeline import STAGES, MotsPipeline
+from mots_ros.pipeline import MotsPipeline
 from mots_ros.ros_conversions import (
     compressed_to_rgb,
     flow_to_array,
@@ -49,27 +45,10 @@ from mots_ros.ros_conversions import (
     rgb_to_image,
     stamp_to_ns,
 )
+from mots_ros.streaming import FlowMatcher, FrameQueue, StreamStatistics, ThrottledReporter
 
-REPORT_INTERVAL_S = 5.0  # at most one log line per problem kind per interval
-FLOW_BUFFER = 64  # flows kept while waiting for their image
-LATENCY_WINDOW = 200  # frames in the diagnostics' latency statistics
-
-
-class _Statistics:
-    """Counters and recent latencies reported on /diagnostics."""
-
-    def __init__(self):
-        self.received = 0
-        self.processed = 0
-        self.dropped = 0
-        self.flow_missing = 0
-        self.rejected: dict[str, int] = {}
-        self.latency_ms: dict[str, deque] = {}
-        self.arrivals: deque = deque(maxlen=50)
-        self.lock = threading.Lock()
-
-    def add_latency(self, stage: str, value_ms: float) -> None:
-        self.latency_ms.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(value_ms)
+NODE_STAGES_BEFORE = ("queued", "decode")  # timed by the node around the pipeline's own stages
+NODE_STAGES_AFTER = ("publish", "total")
 
 
 class MotsNode(LifecycleNode):
@@ -81,22 +60,19 @@ class MotsNode(LifecycleNode):
         self.config: Config | None = None
         self.pipeline: MotsPipeline | None = None
         self._pipeline_lock = threading.Lock()
-        self._stats = _Statistics()
-        self._reports: dict[str, tuple[float, int]] = {}
+        self._stats = StreamStatistics()
+        self._reporter = ThrottledReporter(self._log)
         self._outputs: dict = {}
         self._inputs: list = []
         self._own_timers: list = []
         self._reset_service = None
-        self._pending: deque = deque()  # (message, arrival time) waiting for the worker; live mode keeps one
-        self._pending_changed = threading.Condition()
+        self._queue: FrameQueue | None = None
+        self._flows: FlowMatcher | None = None
         self._worker: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._flows: OrderedDict[int, object] = OrderedDict()
-        self._flows_changed = threading.Condition()
         self._activated_at = 0.0
         self._first_image_seen = False
         self._latency_log = None
-        self._epoch, self._active_tracks = 0, 0  # of the last processed frame, for diagnostics
+        self._stages: tuple[str, ...] = ()
         if self.get_parameter("node.autostart").value:
             # Configure and activate once the executor runs, like a launch file's lifecycle events.
             self._autostart_timer = self.create_timer(0.01, self._autostart)
@@ -117,8 +93,9 @@ class MotsNode(LifecycleNode):
         except Exception as err:  # a runtime's own error type; rclpy would only report "ERROR"
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
             return TransitionCallbackReturn.FAILURE
-        if self.config.node.use_flow and self.config.tracker.flow_iou_weight == 0:
-            self.get_logger().info("node.use_flow is on but tracker.flow_iou_weight is 0: flow is matched but not used")
+        if self.config.node.use_flow and not any(c.name == "flow_iou" for c in self.pipeline.tracker.cues):
+            self.get_logger().info("node.use_flow is on but no flow cue is enabled: flow is matched but not used")
+        self._stages = (*NODE_STAGES_BEFORE, *self.pipeline.stage_names, *NODE_STAGES_AFTER)
         self._outputs = {
             "tracks": self.create_lifecycle_publisher(TrackedInstanceArray, "tracks", 10),
             "instance_ids": self.create_lifecycle_publisher(Image, "instance_ids", 5),
@@ -136,6 +113,8 @@ class MotsNode(LifecycleNode):
         qos = qos_profile_sensor_data if live else QoSProfile(
             reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=node_config.replay_queue_size)
         overrides = QoSOverridingOptions.with_default_policies()
+        self._queue = FrameQueue(node_config.mode)
+        self._flows = FlowMatcher(node_config.flow_timeout_s)
         try:
             if node_config.image_transport == "compressed":
                 self._inputs.append(self.create_subscription(
@@ -153,10 +132,8 @@ class MotsNode(LifecycleNode):
         if node_config.latency_log:
             self._latency_log = open(node_config.latency_log, "a", buffering=1)
             if self._latency_log.tell() == 0:
-                self._latency_log.write(",".join(["stamp_ns", "finished_s", "queued", "decode", *STAGES, "publish", "total"])
-                                        + "\n")
-        self._stopping.clear()
-        self._worker = threading.Thread(target=self._work, name="mots_worker", daemon=True)
+                self._latency_log.write(",".join(["stamp_ns", "finished_s", *self._stages]) + "\n")
+        self._worker = threading.Thread(target=self._work, args=(self._queue,), name="mots_worker", daemon=True)
         self._worker.start()
         self._activated_at = time.monotonic()
         self._first_image_seen = False
@@ -188,10 +165,8 @@ class MotsNode(LifecycleNode):
 
     def _stop_processing(self) -> None:
         self._destroy_subscriptions()
-        self._stopping.set()
-        with self._pending_changed:
-            self._pending.clear()  # frames left from before deactivation are stale at the next activation
-            self._pending_changed.notify_all()
+        if self._queue is not None:
+            self._queue.close()  # frames left from before deactivation are stale at the next activation
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
@@ -209,60 +184,37 @@ class MotsNode(LifecycleNode):
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg) -> None:
-        with self._stats.lock:
-            self._stats.received += 1
-            self._stats.arrivals.append(time.monotonic())
+        self._stats.frame_arrived(time.monotonic())
         self._first_image_seen = True
-        with self._pending_changed:
-            if self.config.node.mode == "live" and self._pending:
-                with self._stats.lock:
-                    self._stats.dropped += len(self._pending)
-                self._pending.clear()
-            self._pending.append((msg, time.perf_counter()))
-            waiting = len(self._pending)
-            self._pending_changed.notify()
+        dropped, waiting = self._queue.put((msg, time.perf_counter()))
+        if dropped:
+            self._stats.count("dropped", dropped)
         if waiting > self.config.node.replay_queue_size:
-            self._report("backlog", f"{waiting} frames wait for processing: the input is faster than the node "
-                         "(replay mode keeps them all; slow the player down or use live mode)")
+            self._reporter.report("backlog", f"{waiting} frames wait for processing: the input is faster than the node "
+                                  "(replay mode keeps them all; slow the player down or use live mode)")
 
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            with self._pending_changed:
-                while not self._pending and not self._stopping.is_set():
-                    self._pending_changed.wait(timeout=0.5)
-                item = self._pending.popleft() if self._pending else None
+    def _work(self, queue: FrameQueue) -> None:
+        while not queue.closed:
+            item = queue.get(timeout_s=0.5)
             if item is not None:
                 self._process_safely(*item)
 
     def _on_flow(self, msg) -> None:
-        with self._flows_changed:
-            self._flows[stamp_to_ns(msg.header.stamp)] = msg
-            while len(self._flows) > FLOW_BUFFER:
-                self._flows.popitem(last=False)
-            self._flows_changed.notify_all()
+        self._flows.add(stamp_to_ns(msg.header.stamp), msg)
 
-    def _take_flow(self, stamp_ns: int, height: int, width: int) -> np.ndarray | None:
-        deadline = time.monotonic() + self.config.node.flow_timeout_s
-        with self._flows_changed:
-            while stamp_ns not in self._flows and (remaining := deadline - time.monotonic()) > 0:
-                self._flows_changed.wait(remaining)
-            msg = self._flows.pop(stamp_ns, None)
+    def _take_flow(self, stamp_ns: int):
+        """The decoded flow of this stamp, or None; its size and values are checked by the pipeline."""
+        msg = self._flows.take(stamp_ns)
         if msg is None:
-            with self._stats.lock:
-                self._stats.flow_missing += 1
-            self._report("flow_missing", f"no flow with stamp {stamp_ns} within {self.config.node.flow_timeout_s} s; "
-                         "frame processed without flow", level="info")
+            self._stats.count("flow_missing")
+            self._reporter.report("flow_missing", f"no flow with stamp {stamp_ns} within {self._flows.timeout_s} s; "
+                                  "frame processed without flow", level="info")
             return None
         try:
-            flow = flow_to_array(msg)
+            return flow_to_array(msg)
         except MotsError as err:
             self._reject("flow", f"flow ignored: {err}")
             return None
-        problem = flow_problem(flow, height, width)
-        if problem:
-            self._reject("flow", f"flow ignored: {problem}")
-            return None
-        return flow
 
     # ------------------------------------------------------------------ processing
     def _process_safely(self, msg, arrived: float) -> None:
@@ -286,7 +238,7 @@ class MotsNode(LifecycleNode):
             return
         decoded = time.perf_counter()
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        flow = self._take_flow(stamp_ns, *image.shape[:2]) if node_config.use_flow else None
+        flow = self._take_flow(stamp_ns) if node_config.use_flow else None
         try:
             with self._pipeline_lock:
                 if self.pipeline is None:
@@ -295,6 +247,8 @@ class MotsNode(LifecycleNode):
         except MotsError as err:
             self._reject("frame", f"frame skipped: {err}")
             return
+        if result.flow_problem is not None:
+            self._reject("flow", f"flow ignored: {result.flow_problem}")
         publish_start = time.perf_counter()
         self._outputs["tracks"].publish(result_to_message(result, msg.header))
         if self._outputs["instance_ids"].get_subscription_count() > 0:
@@ -302,20 +256,12 @@ class MotsNode(LifecycleNode):
         if self._outputs["overlay"].get_subscription_count() > 0:
             self._outputs["overlay"].publish(rgb_to_image(draw_overlay(image, result), msg.header))
         finished = time.perf_counter()
+        latency = {"queued": (started - arrived) * 1e3, "decode": (decoded - started) * 1e3, **result.latency_ms,
+                   "publish": (finished - publish_start) * 1e3, "total": (finished - started) * 1e3}
         if self._latency_log is not None:
-            stages = [result.latency_ms.get(stage, 0.0) for stage in STAGES]
-            row = [(started - arrived) * 1e3, (decoded - started) * 1e3, *stages, (finished - publish_start) * 1e3,
-                   (finished - started) * 1e3]
-            self._latency_log.write(f"{stamp_ns},{time.monotonic():.4f}," + ",".join(f"{v:.3f}" for v in row) + "\n")
-        with self._stats.lock:
-            self._stats.processed += 1
-            self._stats.add_latency("queued", (started - arrived) * 1e3)
-            self._stats.add_latency("decode", (decoded - started) * 1e3)
-            for stage, value in result.latency_ms.items():
-                self._stats.add_latency(stage, value)
-            self._stats.add_latency("publish", (finished - publish_start) * 1e3)
-            self._stats.add_latency("total", (finished - started) * 1e3)
-            self._epoch, self._active_tracks = result.tracker_epoch, len(self.pipeline.tracker.tracks)
+            row = ",".join(f"{latency.get(stage, 0.0):.3f}" for stage in self._stages)
+            self._latency_log.write(f"{stamp_ns},{time.monotonic():.4f},{row}\n")
+        self._stats.frame_processed(latency, result.tracker_epoch, result.active_tracks)
 
     def _on_reset(self, request, response):
         with self._pipeline_lock:
@@ -330,24 +276,10 @@ class MotsNode(LifecycleNode):
 
     # ------------------------------------------------------------------ reporting
     def _reject(self, kind: str, message: str, level: str = "warning") -> None:
-        with self._stats.lock:
-            self._stats.rejected[kind] = self._stats.rejected.get(kind, 0) + 1
-        self._report(kind, message, level)
+        self._stats.reject(kind)
+        self._reporter.report(kind, message, level)
 
-    def _report(self, kind: str, message: str, level: str = "warning") -> None:
-        """Logs at most once per REPORT_INTERVAL_S per kind of problem, saying how many were held back.
-
-        The kind is the message with its numbers masked, so "step 10 is smaller than 600" and
-        "step 12 ..." share one throttle while a truncated buffer is reported on its own.
-        """
-        kind = f"{kind}:{re.sub(r'[0-9]+', '#', message)}"
-        now = time.monotonic()
-        last, held = self._reports.get(kind, (-1e9, 0))
-        if now - last < REPORT_INTERVAL_S:
-            self._reports[kind] = (last, held + 1)
-            return
-        self._reports[kind] = (now, 0)
-        text = message + (f" ({held} more like this since the last report)" if held else "")
+    def _log(self, level: str, text: str) -> None:
         # rclpy ties a severity to each call site, so every severity gets its own line here.
         if level == "error":
             self.get_logger().error(text)
@@ -371,34 +303,15 @@ class MotsNode(LifecycleNode):
         self.get_logger().warning(f"no image on {topic} for {waited:.0f} s. {hint}")
 
     def _publish_diagnostics(self) -> None:
-        stats = self._stats
-        with stats.lock:
-            arrivals = list(stats.arrivals)
-            rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 and arrivals[-1] > arrivals[0] else 0.0
-            values = [
-                ("mode", self.config.node.mode),
-                ("frames received", stats.received),
-                ("frames processed", stats.processed),
-                ("frames dropped", stats.dropped),
-                ("flow missing", stats.flow_missing),
-                ("input rate hz", f"{rate:.2f}"),
-                ("tracker epoch", self._epoch),
-                ("active tracks", self._active_tracks),
-            ]
-            values += [(f"backend {k}", v) for k, v in (self.pipeline.backend_names.items() if self.pipeline else [])]
-            values += [(f"rejected {k}", v) for k, v in sorted(stats.rejected.items())]
-            for stage in ("queued", "decode", *STAGES, "publish", "total"):
-                samples = stats.latency_ms.get(stage)
-                if samples:
-                    values.append((f"latency {stage} median ms", f"{np.median(samples):.2f}"))
-                    values.append((f"latency {stage} p95 ms", f"{np.percentile(samples, 95):.2f}"))
-            problems = stats.dropped + sum(stats.rejected.values())
+        pipeline = self.pipeline
+        extra = [("mode", self.config.node.mode)]
+        extra += [(f"backend {k}", v) for k, v in (pipeline.backend_names.items() if pipeline else [])]
         status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
+            level=DiagnosticStatus.WARN if self._stats.problems() else DiagnosticStatus.OK,
             name=f"{self.get_fully_qualified_name()}: tracking",
-            message=f"{stats.processed} frames processed, {stats.dropped} dropped, {sum(stats.rejected.values())} rejected",
+            message=self._stats.summary(),
             hardware_id=self.get_fully_qualified_name(),
-            values=[KeyValue(key=k, value=str(v)) for k, v in values],
+            values=[KeyValue(key=k, value=v) for k, v in self._stats.values(self._stages, extra)],
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

@@ -1,8 +1,11 @@
 """ROS parameters from the config dataclasses: same names, defaults, ranges and descriptions.
 
-Parameter names are the dotted config paths (``tracker.max_age``). A value from a params file that
-is out of range or of the wrong type must not crash node construction; it is recorded and refused
-at configure, with the key and the reason.
+Parameter names are the dotted config paths (``tracker.max_age_s``); the cues' options are one
+parameter each (``tracker.cues.embedding.weight``), and cues or options that a params file adds
+(a plugin cue, say) are declared from the file. A value from a params file that is out of range
+or of the wrong type must not crash node construction; it is recorded and refused at configure,
+with the key and the reason. The v0.1 flat tracker keys (``tracker.reid_scale``, ...) still load,
+with a deprecation warning.
 """
 
 from __future__ import annotations
@@ -11,14 +14,20 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from mots_ros.config import Config, check_value, flat_fields, from_dict
+from mots_ros.config import DEPRECATED_TRACKER_KEYS, Config, check_value, flat_fields, from_dict, leaf_values
 from mots_ros.errors import ConfigError
+
+CUES_PREFIX = "tracker.cues."
+DEPRECATED = {f"tracker.{key}" for key in (*DEPRECATED_TRACKER_KEYS, "max_age")}
 
 
 def _descriptor(name: str, default, item) -> ParameterDescriptor:
+    if item is None:  # a cue option: any scalar; the cue checks it when the tracker is built
+        return ParameterDescriptor(name=name, description="option of an association cue (see tracker.cues)",
+                                   dynamic_typing=True)
     meta = item.metadata
     description = meta["description"]
-    # Float parameters also take integers ("max_age: 3"); the config check then validates them.
+    # Float parameters also take integers ("max_age_s: 3"); the config check then validates them.
     descriptor = ParameterDescriptor(name=name, description=description, dynamic_typing=isinstance(default, float))
     if meta["choices"] is not None:
         descriptor.additional_constraints = "one of: " + ", ".join(map(str, meta["choices"]))
@@ -31,10 +40,22 @@ def _descriptor(name: str, default, item) -> ParameterDescriptor:
     return descriptor
 
 
+def _parameters_to_declare(node: Node) -> list[tuple[str, object, object]]:
+    """``(name, default, field or None)``: every config leaf, plus cue options and v0.1 keys given as overrides."""
+    fields = {name: item for name, _, item in flat_fields(Config())}
+    rows = [(name, value, None if name.startswith(CUES_PREFIX) else fields[name]) for name, value in leaf_values(Config())]
+    known = {name for name, _, _ in rows}
+    # rclpy keeps the params file and -p values of undeclared names here; it has no public accessor.
+    for name, parameter in node._parameter_overrides.items():
+        if name not in known and (name.startswith(CUES_PREFIX) or name in DEPRECATED):
+            rows.append((name, parameter.value, None))
+    return rows
+
+
 def declare_config_parameters(node: Node) -> dict[str, str]:
-    """Declares one parameter per config field; returns ``{name: reason}`` for refused overrides."""
+    """Declares one parameter per config leaf; returns ``{name: reason}`` for refused overrides."""
     refused: dict[str, str] = {}
-    for name, default, item in flat_fields(Config()):
+    for name, default, item in _parameters_to_declare(node):
         descriptor = _descriptor(name, default, item)
         try:
             node.declare_parameter(name, default, descriptor)
@@ -68,7 +89,11 @@ def config_from_parameters(node: Node, refused: dict[str, str]) -> Config:
         name, reason = next(iter(refused.items()))
         raise ConfigError(f"parameter {name}: {reason}")
     values: dict[str, dict] = {}
-    for name, _, _ in flat_fields(Config()):
-        section, key = name.split(".", 1)
-        values.setdefault(section, {})[key] = node.get_parameter(name).value
+    for name, _, _ in _parameters_to_declare(node):
+        value = node.get_parameter(name).value
+        parts = name.split(".")
+        target = values
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
     return from_dict(values, source=f"parameters of {node.get_fully_qualified_name()}")

@@ -1,4 +1,4 @@
-"""SpatialEmbedding: the network, the clustering and the frame-level segmenter.
+"""SpatialEmbedding: the network and the clustering (the frame-level segmenter is mots_ros.segmenters.spatial_embedding).
 
 ``SpatialEmbeddingNet`` needs torch and is imported on first use, so that clustering and the
 segmenter work in deployments without torch (ONNX Runtime, TensorRT).

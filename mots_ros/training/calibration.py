@@ -16,13 +16,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from mots_ros.config import Config
 from mots_ros.datasets import MotsRecord, SeqmapEntry, find_sequences, read_annotations, records_by_frame, write_mots_txt, write_seqmap
 from mots_ros.datatypes import Frame, Instance
 from mots_ros.evaluation import evaluate
-from mots_ros.offline import ground_truth_instances, iterate_frames
+from mots_ros.offline_tracking import iterate_frames
 from mots_ros.tracker import Tracker
 from mots_ros.training.data import parse_selection
 
@@ -32,7 +31,10 @@ DEFAULT_SCALES = tuple(float(2 ** (k / 2)) for k in range(-4, 13))  # 0.25 .. 64
 
 
 def collect_instances(pipeline, data: Path, selections: list[str], fps: float = 10.0):
-    """Per sequence: the (frame, stamp, instances) of every frame, with embeddings, from GT masks."""
+    """Per sequence: the (frame, stamp, instances) of every frame, with embeddings, from GT masks.
+
+    ``pipeline`` uses the ``ground_truth`` segmenter.
+    """
     from mots_ros.datasets import read_image_rgb
 
     collected = {}
@@ -41,15 +43,13 @@ def collect_instances(pipeline, data: Path, selections: list[str], fps: float = 
         if sequence.name not in wanted:
             continue
         first, last = wanted[sequence.name]
-        ground_truth = records_by_frame(read_annotations(sequence))
-        rng = np.random.default_rng(0)
+        pipeline.segmenter.use_annotations(records_by_frame(read_annotations(sequence)))
         pipeline.reset(restart_ids=True)
         frames = []
         for frame, path in iterate_frames(sequence.image_dir, first, last):
             image = read_image_rgb(path)
-            given = ground_truth_instances(ground_truth.get(frame, []), image.shape[0], image.shape[1], rng)
             stamp = int(round(frame * 1e9 / fps))
-            result = pipeline.process(Frame(image, stamp_ns=stamp, frame_index=frame), given)
+            result = pipeline.process(Frame(image, stamp_ns=stamp, frame_index=frame))
             frames.append((frame, stamp, [t.instance for t in result.instances]))
         collected[sequence.name] = (frames, first if first is not None else frames[0][0], frames[-1][0])
     return collected
@@ -89,7 +89,7 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
     import torch
 
     from mots_ros.checkpoints import save_checkpoint
-    from mots_ros.model_loading import build_embedding_network
+    from mots_ros.model_files import build_embedding_network
 
     model = build_embedding_network(checkpoint)
     with torch.no_grad():

@@ -1,7 +1,8 @@
-"""Running the pipeline over image sequences on disk, with or without ground-truth masks.
+"""Offline tracking: the pipeline over image sequences on disk and over rosbags, scored by TrackEval.
 
-Used by ``mots-ros track``, ``mots-ros oracle`` and the benchmark. Frames are fed in frame-number
-order with stamps ``(frame - first) / fps``, so track ages in frames and in seconds agree.
+Used by ``mots-ros track``, ``oracle`` and ``bag eval``, the benchmark and the tests. Frames of a
+sequence are fed in frame-number order with stamps ``(frame - first) / fps``, so track ages in
+frames and in seconds agree. Oracle runs use the ``ground_truth`` segmenter.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 
 from mots_ros.datasets import (
     MotsRecord,
-    Sequence,
     SeqmapEntry,
+    SequenceFiles,
     find_sequences,
     list_frames,
     read_annotations,
@@ -26,10 +27,10 @@ from mots_ros.datasets import (
     write_seqmap,
 )
 from mots_ros.datatypes import Frame, FrameResult
-from mots_ros.errors import MotsError
+from mots_ros.errors import ConfigError, MotsError
 from mots_ros.evaluation import EvaluationResult, evaluate, save_result
-from mots_ros.masks import decode_rle
-from mots_ros.pipeline import GivenInstances, MotsPipeline
+from mots_ros.pipeline import MotsPipeline
+from mots_ros.segmenters.ground_truth import GroundTruthSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +40,6 @@ DEFAULT_FPS = 10.0  # KITTI's camera rate
 def result_records(result: FrameResult, frame: int) -> list[MotsRecord]:
     """The txt records of one frame's tracked instances (small track ids, KITTI MOTS class ids)."""
     return [MotsRecord(frame, t.track_id, t.class_id, t.rle) for t in result.instances]
-
-
-def ground_truth_instances(records: list[MotsRecord], height: int, width: int, rng: np.random.Generator) -> GivenInstances:
-    """Ground-truth masks as pipeline input with their ids removed (ignore regions dropped).
-
-    Masks are numbered in a random order, so nothing about the ground-truth ids leaks into the
-    tracker, not even through birth order.
-    """
-    objects = [r for r in records if not r.is_ignore]
-    labels = np.zeros((height, width), np.int32)
-    class_ids = {}
-    for new_id, position in enumerate(rng.permutation(len(objects)), start=1):
-        record = objects[position]
-        labels[decode_rle(record.rle)] = new_id
-        class_ids[new_id] = record.class_id
-    return GivenInstances(labels, class_ids)
 
 
 def iterate_frames(
@@ -71,8 +56,6 @@ def track_sequence(
     frames: Iterable[tuple[int, Path]],
     *,
     fps: float = DEFAULT_FPS,
-    ground_truth: dict[int, list[MotsRecord]] | None = None,
-    oracle_seed: int = 0,
     on_result: Callable[[int, np.ndarray, FrameResult], None] | None = None,
     progress: bool = False,
 ) -> list[MotsRecord]:
@@ -82,28 +65,23 @@ def track_sequence(
         pipeline: reset before the first frame (ids restart at 1, sampling restarts from its seed).
         frames: ``(frame_number, image_path)`` in order.
         fps: frame rate, for stamps.
-        ground_truth: per-frame records; when given, their masks replace segmentation (oracle).
         on_result: called with ``(frame, image_rgb, result)`` after each frame (overlays, ...).
         progress: show a progress bar.
     """
     frames = list(frames)
     pipeline.reset(restart_ids=True)
-    rng = np.random.default_rng(oracle_seed)
     records: list[MotsRecord] = []
     first = frames[0][0] if frames else 0
-    iterator = frames
+    iterator: Iterable[tuple[int, Path]] = frames
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(frames, unit="frame", desc="tracking")
     for frame, path in iterator:
         image = read_image_rgb(path)
-        given = None
-        if ground_truth is not None:
-            given = ground_truth_instances(ground_truth.get(frame, []), image.shape[0], image.shape[1], rng)
         stamp_ns = int(round((frame - first) * 1e9 / fps))
         try:
-            result = pipeline.process(Frame(image, stamp_ns=stamp_ns, frame_index=frame), given)
+            result = pipeline.process(Frame(image, stamp_ns=stamp_ns, frame_index=frame))
         except MotsError as err:
             # One bad frame must not lose the sequence; it simply has no output.
             logger.error("frame %d (%s) skipped: %s", frame, path, err)
@@ -116,26 +94,23 @@ def track_sequence(
 
 def track_dataset(
     pipeline: MotsPipeline,
-    sequences: list[Sequence],
+    sequences: list[SequenceFiles],
     out_dir: str | os.PathLike,
     *,
-    oracle: bool = False,
     first: int | None = None,
     last: int | None = None,
     fps: float = DEFAULT_FPS,
     progress: bool = False,
 ) -> list[Path]:
-    """Tracks every sequence (ground-truth masks if ``oracle``) and writes ``<out_dir>/<seq>.txt``."""
+    """Tracks every sequence and writes ``<out_dir>/<seq>.txt``.
+
+    With the ``ground_truth`` segmenter, each sequence's own annotations are its segmentation.
+    """
     written = []
     for sequence in sequences:
-        ground_truth = records_by_frame(read_annotations(sequence)) if oracle else None
-        records = track_sequence(
-            pipeline,
-            iterate_frames(sequence.image_dir, first, last),
-            fps=fps,
-            ground_truth=ground_truth,
-            progress=progress,
-        )
+        if isinstance(pipeline.segmenter, GroundTruthSegmenter):
+            pipeline.segmenter.use_annotations(records_by_frame(read_annotations(sequence)))
+        records = track_sequence(pipeline, iterate_frames(sequence.image_dir, first, last), fps=fps, progress=progress)
         path = Path(out_dir) / f"{sequence.name}.txt"
         write_mots_txt(path, records)
         written.append(path)
@@ -155,15 +130,19 @@ def evaluate_oracle(
 ) -> EvaluationResult:
     """Association alone: ground-truth masks without ids through ``pipeline``, scored by TrackEval.
 
+    ``pipeline`` must use the ``ground_truth`` segmenter (``segmentation.kind: ground_truth``).
     Writes ``<out_dir>/<seq>.txt``, the seqmap of the frames it tracked and ``metrics.json``;
     returns the scores.
     """
+    if not isinstance(pipeline.segmenter, GroundTruthSegmenter):
+        raise ConfigError("oracle evaluation needs segmentation.kind ground_truth, "
+                          f"this pipeline segments with {pipeline.segmenter.name}")
     chosen = [s for s in find_sequences(data) if not sequences or s.name in sequences]
     if not chosen:
         raise MotsError(f"{data}: none of the sequences {sequences} found")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    track_dataset(pipeline, chosen, out_dir, oracle=True, first=first, last=last, fps=fps, progress=progress)
+    track_dataset(pipeline, chosen, out_dir, first=first, last=last, fps=fps, progress=progress)
     entries = []
     for sequence in chosen:
         frames = [f for f, _ in list_frames(sequence.image_dir)]
@@ -190,7 +169,7 @@ def track_bag(pipeline: MotsPipeline, bag: str | os.PathLike, *, fps: float | No
     origin = int(metadata.get("mots_ros.stamp_origin_ns", STAMP_ORIGIN_NS))
     pipeline.reset(restart_ids=True)
     records: list[MotsRecord] = []
-    frames = read_bag_frames(bag, max_pixels=pipeline.max_image_pixels)
+    frames: Iterable = read_bag_frames(bag, max_pixels=pipeline.max_image_pixels)
     if progress:
         from tqdm import tqdm
 
@@ -206,3 +185,39 @@ def track_bag(pipeline: MotsPipeline, bag: str | os.PathLike, *, fps: float | No
             continue
         records.extend(result_records(result, stamp_frame(item.stamp_ns, fps, origin)))
     return records
+
+
+def evaluate_bag(
+    pipeline: MotsPipeline,
+    bag: str | os.PathLike,
+    ground_truth: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    sequence: str | None = None,
+    fps: float | None = None,
+    seqmap: str | os.PathLike | None = None,
+    first: int | None = None,
+    last: int | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Tracks a bag as the node would (:func:`track_bag`) and scores it against ground truth.
+
+    Writes ``<out_dir>/<sequence>.txt``, ``metrics.json`` and, without ``seqmap``, a seqmap of the
+    bag's frames (``first``/``last`` narrow it). The sequence name defaults to the bag's metadata,
+    then to the bag folder's name.
+    """
+    from mots_ros.bags import bag_metadata
+
+    sequence = sequence or bag_metadata(bag).get("mots_ros.sequence") or Path(bag).name
+    records = track_bag(pipeline, bag, fps=fps, progress=progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_mots_txt(out_dir / f"{sequence}.txt", records)
+    if seqmap is None:
+        frames = sorted({r.frame for r in records}) or [0]
+        seqmap = out_dir / "evaluated.seqmap"
+        write_seqmap(seqmap, [SeqmapEntry(sequence, first if first is not None else frames[0],
+                                          last if last is not None else frames[-1])])
+    result = evaluate(ground_truth, out_dir, seqmap=seqmap)
+    save_result(result, out_dir / "metrics.json")
+    return result

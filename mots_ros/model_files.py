@@ -1,4 +1,4 @@
-"""Finding model files and turning them into inference backends.
+"""Model files: the shipped defaults, users' checkpoints and ONNX files, and networks built from them.
 
 ``weights: default`` means the model shipped in the package's ``models/`` folder for the
 configured class, as a checkpoint (``.pth``, for torch) and as ONNX (``.onnx``, for ONNX Runtime
@@ -14,7 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-from mots_ros.backends import AUTO_ORDER, InferenceBackend, available_backends
 from mots_ros.config import Config
 from mots_ros.datatypes import CLASS_NAMES
 from mots_ros.errors import BackendError, ConfigError
@@ -116,61 +115,3 @@ def build_embedding_network(path: str | Path):
     model = PointTrackNet()
     apply_state_dict(model, state_dict, source=str(path))
     return model
-
-
-def _create(name: str, network: str, config: Config) -> InferenceBackend:
-    inference = config.inference
-    runtime, _, device = name.partition("-")
-    if runtime == "torch":
-        from mots_ros.backends.torch_backend import TorchBackend
-
-        builder = build_segmentation_network if network == "segmentation" else build_embedding_network
-        return TorchBackend(builder(model_file(config, network, "checkpoint")), device=device, num_threads=inference.num_threads)
-    onnx_path = model_file(config, network, "onnx")
-    cache = Path(inference.cache_dir).expanduser() / "engines"
-    if runtime == "onnxruntime":
-        from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(onnx_path, provider=device, num_threads=inference.num_threads, cache_dir=cache,
-                                  fp16=inference.precision == "fp16")
-    if runtime == "tensorrt":
-        from mots_ros.backends.tensorrt_backend import TensorRTBackend
-
-        seg = config.segmentation
-        size = (seg.input_height, seg.input_width) if seg.input_height else None
-        return TensorRTBackend(onnx_path, precision=inference.precision, cache_dir=cache,
-                               image_size=size if network == "segmentation" else None,
-                               calibration_images=inference.calibration_images or None)
-    raise BackendError(f"unknown backend {name!r}; choose one of {list(AUTO_ORDER)} or auto")
-
-
-def create_backend(network: str, config: Config) -> InferenceBackend:
-    """The configured backend for ``network``; ``auto`` takes the fastest one that works here."""
-    inference = config.inference
-    if inference.backend == "tensorrt":
-        return _create("tensorrt", network, config)
-    if inference.backend != "auto":
-        on_gpu = f"{inference.backend}-cuda"
-        use_gpu = inference.device == "cuda" or (inference.device == "auto" and on_gpu in available_backends("cuda"))
-        return _create(on_gpu if use_gpu else f"{inference.backend}-cpu", network, config)
-    candidates = available_backends(inference.device)
-    if not candidates:
-        raise BackendError("no inference runtime is installed: pip install onnxruntime (or torch==2.13.0)")
-    problems = []
-    for name in candidates:
-        try:
-            backend = _create(name, network, config)
-        except BackendError as err:
-            problems.append(f"{name}: {err}")
-            continue
-        logger.info("backend auto chose %s for the %s network (order: %s)", name, network, ", ".join(candidates))
-        return backend
-    raise BackendError(f"no backend could run the {network} network: " + "; ".join(problems))
-
-
-def create_segmentation_backend(config: Config) -> InferenceBackend:
-    return create_backend("segmentation", config)
-
-
-def create_embedding_backend(config: Config) -> InferenceBackend:
-    return create_backend("embedding", config)

@@ -1,15 +1,20 @@
-"""From an RGB frame to an instance map: preprocessing, the network and clustering (spec §3)."""
+"""The published segmenter: pad, the SpatialEmbedding network, crop back, cluster (spec §3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from mots_ros.backends import InferenceBackend
-from mots_ros.config import SegmentationConfig
+from mots_ros.backends import InferenceBackend, create_backend
+from mots_ros.config import Config, SegmentationConfig
 from mots_ros.errors import InputError
 from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scores
+from mots_ros.segmenters import Segmentation
+
+MAX_CALIBRATION_IMAGES = 200
 
 
 def pad_image(image_rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -26,38 +31,50 @@ def to_network_input(image_rgb: np.ndarray, height: int, width: int) -> np.ndarr
     return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Segmentation:
-    """One frame's instances.
+def calibration_batches(folder: str | Path):
+    """int8 calibration inputs from an image folder, preprocessed as :func:`to_network_input` does.
 
-    Attributes:
-        labels: ``(H, W) int32`` instance map, 0 = background.
-        instance_ids: ``(K,)`` ids present in ``labels``, ascending.
-        scores: ``(K,) float32`` seed score of each instance's centre.
+    Returns a function of the network's ``(1, 3, H, W)`` input shape, as TensorRT asks for it.
     """
+    from mots_ros.datasets import list_frames, read_image_rgb
 
-    labels: np.ndarray
-    instance_ids: np.ndarray
-    scores: np.ndarray
+    def batches(shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+        for _, path in list_frames(folder)[:MAX_CALIBRATION_IMAGES]:
+            image = read_image_rgb(path)[: shape[2], : shape[3]]
+            yield to_network_input(image, shape[2], shape[3])
+
+    return batches
 
 
-class Segmenter:
+class SpatialEmbeddingSegmenter:
     """SpatialEmbedding inference: pad, run the network, crop back, cluster.
 
     Args:
         backend: runs the network, ``(1, 3, H', W') -> (1, C, H', W')``.
-        config: clustering constants and the optional fixed input size.
+        config: clustering constants, the class given to every instance and the optional fixed input size.
     """
+
+    name = "spatial_embedding"
+    stage_names = ("segmentation_network", "clustering")
 
     def __init__(self, backend: InferenceBackend, config: SegmentationConfig | None = None):
         self.backend = backend
         self.config = config or SegmentationConfig()
+        self.backend_name = backend.name
+
+    @classmethod
+    def from_config(cls, config: Config) -> SpatialEmbeddingSegmenter:
+        """The configured (or shipped) network on the configured backend."""
+        options = {}
+        if config.inference.precision == "int8" and config.inference.calibration_images:
+            options["calibration_batches"] = calibration_batches(config.inference.calibration_images)
+        return cls(create_backend("segmentation", config, **options), config.segmentation)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """The padded network input size: the configured or exported fixed size, or the next multiples of 8."""
         fixed = (self.config.input_height, self.config.input_width)
         if fixed == (0, 0):
-            fixed = getattr(self.backend, "fixed_input_size", None) or (0, 0)
+            fixed = self.backend.fixed_input_size or (0, 0)
         if fixed != (0, 0):
             if height > fixed[0] or width > fixed[1]:
                 raise InputError(
@@ -66,6 +83,10 @@ class Segmenter:
                 )
             return fixed
         return -(-height // 8) * 8, -(-width // 8) * 8
+
+    def begin_frame(self, frame) -> None:
+        """Refuses a frame larger than a fixed network input before the pipeline changes any state."""
+        self.input_size(*frame.image_rgb.shape[:2])
 
     def predict_raw(self, image_rgb: np.ndarray) -> np.ndarray:
         """``(C, H, W) float32`` raw network output for an ``(H, W, 3) uint8`` RGB frame."""
@@ -78,10 +99,21 @@ class Segmenter:
         check_raw_output(raw, self.config.n_sigma)
         return raw
 
-    def cluster(self, raw: np.ndarray) -> Segmentation:
-        """Clusters a raw output into instances (spec §3.2)."""
+    def cluster(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(labels, instance_ids, scores)`` of a raw output (spec §3.2)."""
         cfg = self.config
         labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, cfg.min_pixel, cfg.n_sigma)
         # Ids still present (later proposals may overwrite earlier ones); bincount beats sorting the map.
         instance_ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=centre_scores.size + 1)[1:]) + 1
-        return Segmentation(labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores)
+        return labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores
+
+    def segment(self, image_rgb: np.ndarray) -> Segmentation:
+        """Instances of an ``(H, W, 3) uint8`` RGB frame, all of class ``config.class_id``."""
+        started = time.perf_counter()
+        raw = self.predict_raw(image_rgb)
+        clustering_started = time.perf_counter()
+        labels, instance_ids, scores = self.cluster(raw)
+        finished = time.perf_counter()
+        return Segmentation(labels, instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64), scores,
+                            {"segmentation_network": (clustering_started - started) * 1e3,
+                             "clustering": (finished - clustering_started) * 1e3})
