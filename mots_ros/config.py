@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from mots_ros.errors import ConfigError
+from mots_ros.registry import BACKENDS, CUES, SEGMENTERS
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,11 @@ class Config:
             if getattr(seg, key) % 8:
                 raise ConfigError(f"segmentation.{key}: {getattr(seg, key)} is not a multiple of 8")
         parse_class_map(seg.class_map)
-        from mots_ros.backends import BACKENDS  # names only: no runtime is imported
-
-        if self.inference.backend != "auto" and self.inference.backend not in BACKENDS.names():
-            raise ConfigError(f"inference.backend: unknown backend {self.inference.backend!r}; known: auto, "
-                              + ", ".join(BACKENDS.names()))
+        # Names only: no implementation is imported until it is built.
+        _check_name("segmentation.kind", seg.kind, SEGMENTERS.names(), what="segmenter")
+        _check_name("inference.backend", self.inference.backend, ["auto", *BACKENDS.names()], what="inference backend")
+        for cue in self.tracker.cues:
+            _check_name(f"tracker.cues.{cue}", cue, CUES.names(), what="association cue")
         return self
 
     def replace(self, **overrides: Any) -> "Config":
@@ -216,6 +217,11 @@ def from_dict(values: dict, *, source: str = "config") -> Config:
             check_value(f"{name}.{key}", value, known_fields[key])
         sections[name] = section_type(**{k: _coerce(v, known_fields[k]) for k, v in section_values.items()})
     return Config(**sections).validate()
+
+
+def _check_name(key: str, name: str, known: list[str], what: str) -> None:
+    if name not in known:
+        raise ConfigError(f"{key}: unknown {what} {name!r}{_did_you_mean(name, known)}; known: {', '.join(known)}")
 
 
 def parse_class_map(text: str) -> dict[int, int]:

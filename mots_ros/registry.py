@@ -2,8 +2,10 @@
 
 Cues, segmenters and inference backends are each chosen by name in the config. A registry maps
 each name to an ``"module:attribute"`` path, imported only when that name is used, so that a
-registry of backends never imports a runtime that is not selected. Other packages add names
-through an entry-point group, e.g. in their ``pyproject.toml``::
+registry of backends never imports a runtime that is not selected, and the config can check
+names without importing any implementation. Adding a built-in is one module plus one line in
+:data:`CUES`, :data:`SEGMENTERS` or :data:`BACKENDS` below. Other packages add names through an
+entry-point group, e.g. in their ``pyproject.toml``::
 
     [project.entry-points."mots_ros.cues"]
     lane_prior = "my_package.cues:LanePriorCue"
@@ -75,3 +77,25 @@ class Registry:
                 logger.warning("%s %r from %s is ignored: the name is taken", self.kind, entry_point.name, entry_point.value)
                 continue
             self._targets[entry_point.name] = entry_point.value
+
+
+#: Association cues (:mod:`mots_ros.cues`), chosen in ``tracker.cues``.
+CUES = Registry("association cue", "mots_ros.cues", {
+    "embedding": "mots_ros.cues.embedding:EmbeddingCue",
+    "mask_iou": "mots_ros.cues.mask_iou:MaskIoUCue",
+    "flow_iou": "mots_ros.cues.flow_iou:FlowIoUCue",
+})
+
+#: Segmenters (:mod:`mots_ros.segmenters`), chosen by ``segmentation.kind``.
+SEGMENTERS = Registry("segmenter", "mots_ros.segmenters", {
+    "spatial_embedding": "mots_ros.segmenters.spatial_embedding:SpatialEmbeddingSegmenter",
+    "onnx_instances": "mots_ros.segmenters.onnx_instances:OnnxInstanceSegmenter",
+    "ground_truth": "mots_ros.segmenters.ground_truth:GroundTruthSegmenter",
+})
+
+#: Inference backends (:mod:`mots_ros.backends`), chosen by ``inference.backend``.
+BACKENDS = Registry("inference backend", "mots_ros.backends", {
+    "torch": "mots_ros.backends.torch_backend:TorchBackend",
+    "onnxruntime": "mots_ros.backends.onnx_backend:OnnxRuntimeBackend",
+    "tensorrt": "mots_ros.backends.tensorrt_backend:TensorRTBackend",
+})

@@ -44,7 +44,10 @@ def test_bare_state_dict_and_missing_batch_counters_load(tmp_path):
     source = PointTrackNet()
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     torch.save(state, tmp_path / "bare.pth")
-    load_checkpoint(PointTrackNet(), tmp_path / "bare.pth")
+    target = PointTrackNet()
+    assert load_checkpoint(target, tmp_path / "bare.pth") == {}  # a bare state dict carries no metadata
+    for key, value in state.items():
+        assert torch.equal(value, target.state_dict()[key]), key
 
 
 def test_shape_mismatch_names_the_keys_and_shapes(tmp_path):

@@ -67,15 +67,50 @@ def test_only_the_ros_adapters_import_rclpy_or_messages():
     assert not offenders
 
 
+def _module_level_imports(path):
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
 def test_nothing_imports_the_nodes_or_the_cli():
-    """Only the CLI (the outermost layer) reaches into nodes/, and nothing imports the CLI."""
+    """STYLE.md: nothing imports nodes/ or cli.py. One exception, kept on purpose: the CLI is the
+    process entry point, and ``run``, ``bag replay``, ``record`` and ``bench`` must start rclpy. They
+    import ``mots_ros.nodes.commands`` inside their handlers, never at module level, so every other
+    subcommand (and ``import mots_ros.cli``) runs without ROS."""
     offenders = [
         f"{path.relative_to(REPO)} imports {name}"
         for path in PACKAGE.rglob("*.py")
         for name in _imports(path)
-        if (name.startswith("mots_ros.nodes") and "nodes" not in path.parts and path.name != "cli.py")
+        if (name.startswith("mots_ros.nodes") and "nodes" not in path.parts
+            and not (path.name == "cli.py" and name == "mots_ros.nodes.commands"))
         or name == "mots_ros.cli"
     ]
+    assert not offenders
+    assert not [n for n in _module_level_imports(PACKAGE / "cli.py") if n.startswith(("mots_ros.nodes", "rclpy"))]
+
+
+#: Lower layers that must not import what is built on them (STYLE.md's rows: imports go upward only).
+FORBIDDEN_UPWARD = {
+    "errors.py": ("mots_ros.",),
+    "registry.py": ("mots_ros.config", "mots_ros.cues", "mots_ros.segmenters", "mots_ros.backends", "mots_ros.tracker"),
+    "config.py": ("mots_ros.cues", "mots_ros.segmenters", "mots_ros.backends", "mots_ros.tracker", "mots_ros.pipeline"),
+    "backends": ("mots_ros.datasets", "mots_ros.pipeline", "mots_ros.segmenters", "mots_ros.offline_tracking",
+                 "mots_ros.tracker", "mots_ros.cues", "mots_ros.evaluation", "mots_ros.streaming"),
+    "cues": ("mots_ros.pipeline", "mots_ros.segmenters", "mots_ros.backends", "mots_ros.offline_tracking"),
+    "tracker.py": ("mots_ros.pipeline", "mots_ros.segmenters", "mots_ros.backends"),
+    "segmenters": ("mots_ros.pipeline", "mots_ros.tracker", "mots_ros.offline_tracking"),
+    "streaming.py": ("mots_ros.",),
+}
+
+
+@pytest.mark.parametrize("part, forbidden", FORBIDDEN_UPWARD.items())
+def test_no_import_runs_back_up(part, forbidden):
+    paths = [PACKAGE / part] if part.endswith(".py") else list((PACKAGE / part).rglob("*.py"))
+    offenders = [f"{path.relative_to(REPO)} imports {name}" for path in paths for name in _imports(path)
+                 if name.startswith(forbidden) and not (part == "errors.py" and name == "mots_ros.errors")]
     assert not offenders
 
 

@@ -4,7 +4,7 @@ A backend runs one network on numpy arrays and returns a numpy array. Runtimes (
 onnxruntime, tensorrt) are imported lazily inside the backend that needs them, so a deployment
 that uses ONNX Runtime or TensorRT never imports torch.
 
-Backends are found by name in :data:`BACKENDS` (``inference.backend``); other packages add
+Backends are found by name in :data:`mots_ros.registry.BACKENDS` (``inference.backend``); other packages add
 theirs through the ``mots_ros.backends`` entry points. A registered backend class provides, besides
 the :class:`InferenceBackend` instance methods:
 
@@ -27,19 +27,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from mots_ros.errors import BackendError
-from mots_ros.registry import Registry
+from mots_ros.registry import BACKENDS
 
 if TYPE_CHECKING:
     from mots_ros.config import Config
 
 logger = logging.getLogger(__name__)
 
-#: Built-in backends: one module each, one line here.
-BACKENDS = Registry("inference backend", "mots_ros.backends", {
-    "torch": "mots_ros.backends.torch_backend:TorchBackend",
-    "onnxruntime": "mots_ros.backends.onnx_backend:OnnxRuntimeBackend",
-    "tensorrt": "mots_ros.backends.tensorrt_backend:TensorRTBackend",
-})
 
 
 class InferenceBackend(Protocol):

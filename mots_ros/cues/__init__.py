@@ -1,7 +1,8 @@
 """Association cues: the weighted terms of the similarity between this frame's detections and the tracks.
 
 A cue is a class built with its ``tracker.cues`` entry as keyword arguments (``weight`` always,
-plus its own options), registered by name below or through the ``mots_ros.cues`` entry points::
+plus its own options), registered by name in :data:`mots_ros.registry.CUES` or through the
+``mots_ros.cues`` entry points::
 
     class LanePriorCue(Cue):
         def __init__(self, weight: float, lane_width_px: float = 80.0):
@@ -26,17 +27,11 @@ import numpy as np
 
 from mots_ros.datatypes import Instance
 from mots_ros.errors import ConfigError
-from mots_ros.registry import Registry
+from mots_ros.registry import CUES
 
 if TYPE_CHECKING:
     from mots_ros.tracker import Track
 
-#: Built-in cues: one module each, one line here.
-CUES = Registry("association cue", "mots_ros.cues", {
-    "embedding": "mots_ros.cues.embedding:EmbeddingCue",
-    "mask_iou": "mots_ros.cues.mask_iou:MaskIoUCue",
-    "flow_iou": "mots_ros.cues.flow_iou:FlowIoUCue",
-})
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Built in: ``spatial_embedding`` (the published network and clustering), ``onnx_instances`` (a
 user's own ONNX instance-segmentation model, YOLO-seg or per-instance masks) and
-``ground_truth`` (masks from annotations, for oracle evaluation). Other packages add theirs
-through the ``mots_ros.segmenters`` entry points. A registered class provides
+``ground_truth`` (masks from annotations, for oracle evaluation), registered in
+:data:`mots_ros.registry.SEGMENTERS`. Other packages add theirs through the ``mots_ros.segmenters``
+entry points. A registered class provides
 ``from_config(config) -> Segmenter``; the pipeline then calls, per frame, the optional
 ``begin_frame(frame)`` (may raise :class:`~mots_ros.errors.InputError` before anything changes
 state) and ``segment(image_rgb)``, and ``reset()`` when the stream restarts.
@@ -17,17 +18,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from mots_ros.errors import InputError
-from mots_ros.registry import Registry
+from mots_ros.registry import SEGMENTERS
 
 if TYPE_CHECKING:
     from mots_ros.config import Config
 
-#: Built-in segmenters: one module each, one line here.
-SEGMENTERS = Registry("segmenter", "mots_ros.segmenters", {
-    "spatial_embedding": "mots_ros.segmenters.spatial_embedding:SpatialEmbeddingSegmenter",
-    "onnx_instances": "mots_ros.segmenters.onnx_instances:OnnxInstanceSegmenter",
-    "ground_truth": "mots_ros.segmenters.ground_truth:GroundTruthSegmenter",
-})
 
 
 @dataclass(frozen=True)
