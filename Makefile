@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install check test demo bench clean
 
 install: $(STAMP)
 
@@ -16,7 +16,12 @@ $(STAMP): requirements.txt pyproject.toml setup.py package.xml $(wildcard msg/*.
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
-test: install
+# Lint (ruff, with docstring rules) and strict types on the ROS-free core (mypy; files in pyproject.toml).
+check: install
+	$(BIN)/ruff check mots_ros test tools
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest -q
 
 demo: install

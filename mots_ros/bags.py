@@ -175,8 +175,9 @@ def read_bag_frames(
     flow_topic: str | None = FLOW_TOPIC,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[BagFrame]:
-    """Every image of the bag in bag-time order (as a replay publishes them), decoded like the node
-    decodes them, with the flow of the same stamp.
+    """Every image of the bag in bag-time order, decoded as the node decodes it, with its flow.
+
+    Frames come in the order a replay publishes them, each with the flow of the same stamp.
 
     The bag is streamed, so a long recording never sits in memory whole. A flow is matched when it
     is recorded at the same bag time as its image or before it. A malformed image yields a frame

@@ -1,6 +1,6 @@
 """``mots-ros bench``: per-stage latency on a KITTI-sized frame (375×1242) with 10 instances.
 
-Networks run with random weights (weights do not change their cost) on torch and on ONNX Runtime;
+Networks run with random weights (weights do not change their cost) on torch, ONNX Runtime and OpenCV DNN;
 clustering runs on the ideal output for 10 instances, so it does the work a trained model's
 output needs. Every stage is warmed up and then timed; the report gives median and p95 in ms per
 thread count, the share of the CPU stages relative to the width-0.5 segmentation forward, and,
@@ -64,21 +64,23 @@ def benchmark_frame(rng: np.random.Generator):
 def _runtimes() -> list[str]:
     import importlib.util
 
-    return ["torch"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else [])
+    return ["torch"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else []) + ["opencv"]
 
 
-def _network_runner(model, runtime: str, threads: int, folder: Path, export) -> Callable:
-    """A function running ``model`` on given inputs with ``runtime`` (torch or onnxruntime)."""
-    import torch
-
+def _backend(model, runtime: str, threads: int, folder: Path, export: Callable):
+    """``model`` on ``runtime`` (torch, onnxruntime or opencv); ``export(model, folder)`` writes its ONNX file."""
     if runtime == "torch":
-        def run(*inputs):
-            with torch.inference_mode():
-                return model(*(torch.from_numpy(x) for x in inputs)).numpy()
-        return run
+        from mots_ros.backends.torch_backend import TorchBackend
+
+        return TorchBackend(model, num_threads=threads)
+    path = export(model, folder)
+    if runtime == "opencv":
+        from mots_ros.backends.opencv_backend import OpenCvDnnBackend
+
+        return OpenCvDnnBackend(path, num_threads=threads)
     from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(export(model, folder), num_threads=threads).run
+    return OnnxRuntimeBackend(path, num_threads=threads)
 
 
 class _FixedOutputBackend:
@@ -126,7 +128,6 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     """
     import torch
 
-    from mots_ros.backends.torch_backend import TorchBackend
     from mots_ros.config import preset
     from mots_ros.datatypes import Frame
     from mots_ros.embedding.embedder import Embedder
@@ -153,20 +154,15 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     for width in SE_WIDTHS:
         model = SpatialEmbeddingNet(width=width).eval()
         for runtime in _runtimes():
-            run = _network_runner(model, runtime, threads, folder,
-                                  lambda m, f, w=width: export_segmentation(m, f / f"se_{w}.onnx", height=376, width=1248))
-            stages[f"se_forward_w{width:g}_{runtime}"] = time_call(lambda run=run: run(network_input), max(3, repeats // 4))
+            backend = _backend(model, runtime, threads, folder,
+                               lambda m, f, w=width: export_segmentation(m, f / f"se_{w}.onnx", height=376, width=1248))
+            stages[f"se_forward_w{width:g}_{runtime}"] = time_call(lambda b=backend: b.run(network_input), max(3, repeats // 4))
 
     embedding_net = PointTrackNet().eval()
     config = preset("car")
     result = None
     for runtime in _runtimes():
-        if runtime == "torch":
-            embedding_backend = TorchBackend(embedding_net, num_threads=threads)
-        else:
-            from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
-
-            embedding_backend = OnnxRuntimeBackend(export_embedding(embedding_net, folder / "pt.onnx"), num_threads=threads)
+        embedding_backend = _backend(embedding_net, runtime, threads, folder, lambda m, f: export_embedding(m, f / "pt.onnx"))
         pipeline = MotsPipeline(SpatialEmbeddingSegmenter(_FixedOutputBackend(raw), config.segmentation),
                                 Embedder(embedding_backend, config.embedding), Tracker(config.tracker))
         timings = pipeline_stage_timings(pipeline, [image], repeats)

@@ -23,6 +23,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -33,17 +34,20 @@ from mots_ros.registry import BACKENDS, CUES, SEGMENTERS
 logger = logging.getLogger(__name__)
 
 
-def _option(default, description: str, *, low=None, high=None, choices=None):
+def _option(default: Any, description: str, *, low: float | None = None, high: float | None = None,
+            choices: tuple[Any, ...] | None = None) -> Any:
     return field(default=default, metadata={"description": description, "low": low, "high": high, "choices": choices})
 
 
-def _option_factory(factory, description: str):
+def _option_factory(factory: Callable[[], Any], description: str) -> Any:
     """A mapping-valued option (its default is built fresh for each config)."""
     return field(default_factory=factory, metadata={"description": description, "low": None, "high": None, "choices": None})
 
 
 @dataclass(frozen=True)
 class SegmentationConfig:
+    """``segmentation.*``: which segmenter, its model file and its thresholds."""
+
     kind: str = _option("spatial_embedding", "segmenter by name: spatial_embedding, onnx_instances (your YOLO-seg or "
                         "per-instance-mask ONNX model), ground_truth (masks from annotations), or a mots_ros.segmenters plugin")
     weights: str = _option("default", "spatial_embedding: checkpoint (.pth/.pt) or ONNX file, 'default' = the shipped "
@@ -67,6 +71,8 @@ class SegmentationConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
+    """``embedding.*``: the PointTrack model and its point sampling (spec §5)."""
+
     weights: str = _option("default", "PointTrack checkpoint (.pth/.pt) or ONNX file; 'default' = the shipped model")
     num_foreground_points: int = _option(1000, "foreground points per instance (spec: 1000)", low=1, high=100_000)
     num_environment_points: int = _option(500, "environment points per instance (spec: 500)", low=1, high=100_000)
@@ -89,7 +95,9 @@ PUBLISHED_PEDESTRIAN_CUES = {
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    cues: dict = _option_factory(
+    """``tracker.*``: association cues, the match threshold and track lifetime (spec §7)."""
+
+    cues: dict[str, dict[str, Any]] = _option_factory(
         lambda: copy.deepcopy(PUBLISHED_CAR_CUES),
         "association cues by name, each with its weight and options; weight 0 disables a cue. Merged by "
         "name over the preset's cues (built in: embedding, mask_iou, flow_iou; more through the mots_ros.cues "
@@ -105,6 +113,8 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
+    """``inference.*``: which backend runs the networks, where, and how precisely."""
+
     backend: str = _option("auto", "auto (the fastest available), or a backend by name: torch, onnxruntime, tensorrt, "
                            "or a mots_ros.backends plugin")
     device: str = _option("auto", "auto (a GPU when there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
@@ -116,6 +126,8 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """``node.*``: how mots_node takes its input (ignored offline)."""
+
     mode: str = _option("live", "live: newest frame wins, drops counted; replay: every frame in order", choices=("live", "replay"))
     image_transport: str = _option("raw", "raw (sensor_msgs/Image on 'image') or compressed (CompressedImage on 'image/compressed')", choices=("raw", "compressed"))
     use_flow: bool = _option(False, "subscribe to 'flow' (32FC2) and match it to images by exact stamp")
@@ -129,13 +141,15 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, by section; build it with :func:`preset`, :func:`load_config` or :func:`from_dict`."""
+
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Checks every field; returns self. Raises ConfigError naming the key and the reason."""
         for section in dataclasses.fields(self):
             section_value = getattr(self, section.name)
@@ -155,7 +169,7 @@ class Config:
             _check_name(f"tracker.cues.{cue}", cue, CUES.names(), what="association cue")
         return self
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         """A copy with dotted-key overrides, e.g. ``replace(**{"tracker.max_age_frames": 5})``."""
         return from_dict(_merge(to_dict(self), _nest(overrides)))
 
@@ -171,7 +185,7 @@ _PEDESTRIAN_PUBLISHED = {
 }
 #: ``*-published`` are the paper's constants, exactly. ``car`` and ``pedestrian`` are the best settings
 #: measured on development data; until a measured improvement lands they equal the published ones.
-PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "car-published": _CAR_PUBLISHED,
     "pedestrian-published": _PEDESTRIAN_PUBLISHED,
     "car": _CAR_PUBLISHED,
@@ -194,7 +208,7 @@ def preset(name: str) -> Config:
     return from_dict(copy.deepcopy(PRESETS[name]))
 
 
-def from_dict(values: dict, *, source: str = "config") -> Config:
+def from_dict(values: dict[str, Any], *, source: str = "config") -> Config:
     """Builds and validates a Config from nested ``{section: {field: value}}``; unset fields keep defaults."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
@@ -208,7 +222,7 @@ def from_dict(values: dict, *, source: str = "config") -> Config:
             raise ConfigError(f"{source}: section {name!r} must be a mapping, got {type(section_values).__name__}")
         if name == "tracker":
             section_values = _upgrade_tracker_keys(section_values, source)
-        section_type = known_sections[name].default_factory
+        section_type: Any = known_sections[name].default_factory
         known_fields = {f.name: f for f in dataclasses.fields(section_type)}
         for key, value in section_values.items():
             if key not in known_fields:
@@ -238,12 +252,12 @@ def parse_class_map(text: str) -> dict[int, int]:
     return mapping
 
 
-def _did_you_mean(name: str, known, prefix: str = "") -> str:
+def _did_you_mean(name: str, known: Iterable[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(name, list(known), n=2, cutoff=0.6)
     return f" (did you mean {' or '.join(prefix + c for c in close)}?)" if close else ""
 
 
-def _upgrade_tracker_keys(values: dict, source: str) -> dict:
+def _upgrade_tracker_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
     """Maps the v0.1 flat keys (``reid_scale``, ``max_age``, ...) onto today's, warning once per key."""
     if not any(k in values for k in (*DEPRECATED_TRACKER_KEYS, "max_age")):
         return values
@@ -263,7 +277,7 @@ def _upgrade_tracker_keys(values: dict, source: str) -> dict:
     return values
 
 
-def load_config(path: str | os.PathLike | None = None, *, preset_name: str | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, *, preset_name: str | None = None) -> Config:
     """Loads a YAML config (ROS parameter file or bare sections) over a preset's values.
 
     Args:
@@ -285,24 +299,25 @@ def load_config(path: str | os.PathLike | None = None, *, preset_name: str | Non
     return from_dict(_merge(base, ros_parameters(document, source=str(path))), source=str(path))
 
 
-def ros_parameters(document: Any, *, source: str = "config") -> dict:
+def ros_parameters(document: Any, *, source: str = "config") -> dict[str, Any]:
     """The parameter mapping of a ROS parameter file (``<node or /**>: ros__parameters:``), or the document itself."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(document).__name__}")
     wrapped = [v for v in document.values() if isinstance(v, dict) and "ros__parameters" in v]
     if not wrapped:
         return document
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     for node_entry in wrapped:
         merged = _merge(merged, node_entry["ros__parameters"] or {})
     return merged
 
 
-def to_dict(config: Config) -> dict:
+def to_dict(config: Config) -> dict[str, Any]:
+    """``{section: {field: value}}``, the form :func:`from_dict` reads."""
     return dataclasses.asdict(config)
 
 
-def flat_fields(config: Config | None = None) -> list[tuple[str, Any, dataclasses.Field]]:
+def flat_fields(config: Config | None = None) -> list[tuple[str, Any, dataclasses.Field[Any]]]:
     """``(dotted_name, value, field)`` for every field, in declaration order."""
     config = config or Config()
     rows = []
@@ -314,8 +329,10 @@ def flat_fields(config: Config | None = None) -> list[tuple[str, Any, dataclasse
 
 
 def leaf_values(config: Config | None = None) -> list[tuple[str, Any]]:
-    """``(dotted_name, value)`` of every scalar setting, with ``tracker.cues`` spelled out
-    (``tracker.cues.embedding.weight``): the node's parameter names."""
+    """``(dotted_name, value)`` of every scalar setting: the node's parameter names.
+
+    ``tracker.cues`` is spelled out, one name per option (``tracker.cues.embedding.weight``).
+    """
     rows = []
     for name, value, _ in flat_fields(config):
         if isinstance(value, dict):
@@ -331,9 +348,9 @@ def resolve_path(path: str, *, base: Path | None = None) -> Path:
     return expanded if expanded.is_absolute() or base is None else base / expanded
 
 
-def check_value(key: str, value: Any, item: dataclasses.Field) -> None:
+def check_value(key: str, value: Any, item: dataclasses.Field[Any]) -> None:
     """Raises ConfigError unless ``value`` fits the field's type, range and choices."""
-    expected = dict if item.default is dataclasses.MISSING else type(item.default)
+    expected: type = dict if item.default is dataclasses.MISSING else type(item.default)
     meta = item.metadata
     if expected is dict:
         _check_cues(key, value)
@@ -380,13 +397,13 @@ def _check_cues(key: str, cues: Any) -> None:
             raise ConfigError(f"{where}.weight: expected a number in [0, 1e6], got {weight!r}")
 
 
-def _coerce(value: Any, item: dataclasses.Field) -> Any:
+def _coerce(value: Any, item: dataclasses.Field[Any]) -> Any:
     if item.default is dataclasses.MISSING:
         return copy.deepcopy(value)
     return type(item.default)(value)
 
 
-def _merge(base: dict, update: dict) -> dict:
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -396,9 +413,9 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def _nest(dotted: dict) -> dict:
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
     """``{"tracker.cues.embedding.weight": 1}`` -> ``{"tracker": {"cues": {"embedding": {"weight": 1}}}}``."""
-    nested: dict = {}
+    nested: dict[str, Any] = {}
     for key, value in dotted.items():
         parts = key.split(".")
         if len(parts) < 2 or not all(parts):

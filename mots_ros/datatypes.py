@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mots_ros.masks import decode_rle
+from mots_ros.masks import Rle, decode_rle
 
 #: KITTI MOTS class ids (spec §9.1) and their names.
 CLASS_NAMES = {1: "car", 2: "pedestrian"}
@@ -62,7 +62,7 @@ class Instance:
         embedding: ``(D,) float32`` appearance vector (PointTrack: D = 32), or empty.
     """
 
-    rle: dict
+    rle: Rle
     bbox: tuple[int, int, int, int]
     class_id: int
     score: float
@@ -84,30 +84,37 @@ class TrackedInstance:
 
     @property
     def mask(self) -> np.ndarray:
+        """``(H, W) bool`` full-image mask."""
         return self.instance.mask
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` inclusive pixel box."""
         return self.instance.bbox
 
     @property
     def class_id(self) -> int:
+        """KITTI MOTS class id."""
         return self.instance.class_id
 
     @property
     def class_name(self) -> str:
+        """``car``, ``pedestrian`` or ``unknown``."""
         return CLASS_NAMES.get(self.instance.class_id, "unknown")
 
     @property
     def score(self) -> float:
+        """Confidence in [0, 1]."""
         return self.instance.score
 
     @property
-    def rle(self) -> dict:
+    def rle(self) -> Rle:
+        """COCO RLE of the mask."""
         return self.instance.rle
 
     @property
     def embedding(self) -> np.ndarray:
+        """``(D,) float32`` appearance vector, or empty."""
         return self.instance.embedding
 
 

@@ -6,20 +6,25 @@ the compressed string of the column-major (Fortran order) uint8 mask.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pycocotools import mask as coco_mask
 
 from mots_ros.errors import InputError
 
+#: A pycocotools COCO RLE: ``{"size": [H, W], "counts": bytes}``.
+Rle = dict[str, Any]
 
-def encode_rle(mask: np.ndarray) -> dict:
+
+def encode_rle(mask: np.ndarray) -> Rle:
     """Encodes an ``(H, W)`` boolean or 0/1 mask as a COCO compressed RLE."""
     if mask.ndim != 2:
         raise InputError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
     return coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
 
 
-def encode_label_map(label_map: np.ndarray, labels: np.ndarray | list[int]) -> list[dict]:
+def encode_label_map(label_map: np.ndarray, labels: np.ndarray | list[int]) -> list[Rle]:
     """Encodes one COCO RLE per label of an ``(H, W)`` integer map, in the order of ``labels``.
 
     Faster than encoding full masks one by one: the map is transposed once, and each label only
@@ -57,34 +62,34 @@ def _runs(pixels: np.ndarray, zeros_before: int, zeros_after: int) -> np.ndarray
     return runs.astype(np.uint32)
 
 
-def _runs_to_rle(runs: np.ndarray, height: int, width: int) -> dict:
+def _runs_to_rle(runs: np.ndarray, height: int, width: int) -> Rle:
     return coco_mask.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
 
 
-def decode_rle(rle: dict) -> np.ndarray:
+def decode_rle(rle: Rle) -> np.ndarray:
     """Decodes a COCO RLE into an ``(H, W) bool`` mask."""
     return coco_mask.decode(rle).astype(bool)
 
 
-def rle_from_string(counts: str | bytes, height: int, width: int) -> dict:
+def rle_from_string(counts: str | bytes, height: int, width: int) -> Rle:
     """Builds a COCO RLE dict from the compressed counts string of a MOTS txt line."""
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     return {"size": [int(height), int(width)], "counts": counts}
 
 
-def rle_to_string(rle: dict) -> str:
+def rle_to_string(rle: Rle) -> str:
     """The compressed counts string, as written in MOTS txt files and messages."""
     counts = rle["counts"]
     return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
 
 
-def rle_area(rle: dict) -> int:
+def rle_area(rle: Rle) -> int:
     """Number of foreground pixels of a COCO RLE."""
     return int(coco_mask.area(rle))
 
 
-def mask_iou(rles_a: list[dict], rles_b: list[dict]) -> np.ndarray:
+def mask_iou(rles_a: list[Rle], rles_b: list[Rle]) -> np.ndarray:
     """``(len(a), len(b)) float64`` intersection over union between two lists of COCO RLEs."""
     if not rles_a or not rles_b:
         return np.zeros((len(rles_a), len(rles_b)), np.float64)
@@ -92,7 +97,7 @@ def mask_iou(rles_a: list[dict], rles_b: list[dict]) -> np.ndarray:
     return np.asarray(iou, np.float64).reshape(len(rles_a), len(rles_b))
 
 
-def merge_rles(rles: list[dict], intersect: bool = False) -> dict:
+def merge_rles(rles: list[Rle], intersect: bool = False) -> Rle:
     """Union (or intersection) of COCO RLEs of one image size."""
     return coco_mask.merge(list(rles), intersect=intersect)
 
@@ -142,7 +147,7 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
     return decoded
 
 
-def rle_problem(rle: dict) -> str | None:
+def rle_problem(rle: Rle) -> str | None:
     """Why a COCO RLE dict is malformed (syntax, negative runs, wrong total), or None if it is valid."""
     try:
         height, width = (int(v) for v in rle["size"])

@@ -138,7 +138,7 @@ class MotsPipeline:
         instances = [
             Instance(
                 rle=rles[i],
-                bbox=tuple(int(v) for v in boxes[i]),
+                bbox=(int(boxes[i][0]), int(boxes[i][1]), int(boxes[i][2]), int(boxes[i][3])),
                 class_id=int(segmentation.class_ids[i]),
                 score=float(segmentation.scores[i]),
                 embedding=embeddings[i],
@@ -190,5 +190,5 @@ class _StageClock:
     def __enter__(self) -> None:
         self._start = time.perf_counter()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.latency[self._stage] = self.latency.get(self._stage, 0.0) + (time.perf_counter() - self._start) * 1e3

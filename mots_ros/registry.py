@@ -98,4 +98,5 @@ BACKENDS = Registry("inference backend", "mots_ros.backends", {
     "torch": "mots_ros.backends.torch_backend:TorchBackend",
     "onnxruntime": "mots_ros.backends.onnx_backend:OnnxRuntimeBackend",
     "tensorrt": "mots_ros.backends.tensorrt_backend:TensorRTBackend",
+    "opencv": "mots_ros.backends.opencv_backend:OpenCvDnnBackend",
 })

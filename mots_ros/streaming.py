@@ -1,5 +1,6 @@
-"""What a live stream needs around the pipeline, without ROS: the frame queue, flow matching,
-throttled problem reports and the counters behind ``/diagnostics``.
+"""What a live stream needs around the pipeline, without ROS.
+
+The frame queue, flow matching, throttled problem reports and the counters behind ``/diagnostics``.
 
 ``mots_node`` is a thin adapter over these; each is thread-safe, because ROS callbacks put and a
 worker thread takes.
@@ -35,7 +36,7 @@ class FrameQueue:
         if mode not in ("live", "replay"):
             raise ValueError(f"mode must be 'live' or 'replay', got {mode!r}")
         self.mode = mode
-        self._items: deque = deque()
+        self._items: deque[Any] = deque()
         self._changed = threading.Condition()
         self._closed = False
 
@@ -72,6 +73,7 @@ class FrameQueue:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closed
 
     def __len__(self) -> int:
@@ -159,11 +161,12 @@ class StreamStatistics:
         self.rejected: dict[str, int] = {}
         self.epoch = 0
         self.active_tracks = 0
-        self._latency_ms: dict[str, deque] = {}
-        self._arrivals: deque = deque(maxlen=50)
+        self._latency_ms: dict[str, deque[float]] = {}
+        self._arrivals: deque[float] = deque(maxlen=50)
         self._lock = threading.Lock()
 
     def frame_arrived(self, now_s: float) -> None:
+        """Counts a received frame at monotonic time ``now_s``, for the input rate."""
         with self._lock:
             self.received += 1
             self._arrivals.append(now_s)
@@ -174,10 +177,12 @@ class StreamStatistics:
             setattr(self, counter, getattr(self, counter) + amount)
 
     def reject(self, kind: str) -> None:
+        """Counts a rejected input of ``kind`` (image, flow, frame, internal)."""
         with self._lock:
             self.rejected[kind] = self.rejected.get(kind, 0) + 1
 
     def frame_processed(self, latency_ms: dict[str, float], epoch: int, active_tracks: int) -> None:
+        """Counts a processed frame and keeps its stage latencies (ms) in the window."""
         with self._lock:
             self.processed += 1
             for stage, value in latency_ms.items():
@@ -185,17 +190,20 @@ class StreamStatistics:
             self.epoch, self.active_tracks = epoch, active_tracks
 
     def input_rate_hz(self) -> float:
+        """Frames received per second over the last 50 arrivals."""
         with self._lock:
             arrivals = list(self._arrivals)
         if len(arrivals) < 2 or arrivals[-1] <= arrivals[0]:
             return 0.0
-        return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+        return float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]))
 
     def problems(self) -> int:
+        """Dropped plus rejected frames."""
         with self._lock:
             return self.dropped + sum(self.rejected.values())
 
     def summary(self) -> str:
+        """One line: processed, dropped, rejected."""
         with self._lock:
             return f"{self.processed} frames processed, {self.dropped} dropped, {sum(self.rejected.values())} rejected"
 

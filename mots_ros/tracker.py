@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from mots_ros.config import TrackerConfig
 from mots_ros.cues import AssociationCue, FrameContext, create_cues
 from mots_ros.datatypes import Instance, TrackedInstance, TrackState
+from mots_ros.masks import Rle
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Track:
     track_id: int
     class_id: int
     embedding: np.ndarray
-    rle: dict
+    rle: Rle
     last_time: float  # frame number or seconds, in the tracker's age unit
     last_frame_serial: int  # which processed frame it was last matched in
     state: TrackState = TrackState.TENTATIVE

@@ -17,7 +17,8 @@ from mots_ros.errors import BackendError
 from mots_ros.export import export_embedding, export_segmentation, max_relative_error, onnx_metadata
 from mots_ros.segmentation import SpatialEmbeddingNet
 
-ALL_BACKENDS = ("torch-cpu", "onnxruntime-cpu", "torch-cuda", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+ALL_BACKENDS = ("torch-cpu", "onnxruntime-cpu", "opencv-cpu", "torch-cuda", "onnxruntime-cuda", "onnxruntime-tensorrt",
+                "tensorrt")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,10 @@ def make_backend(name, network, networks):
 
         path = networks["se_dynamic" if network == "se" else "pt_onnx"]
         return TensorRTBackend(path, precision="fp32", cache_dir=networks["folder"] / "engines")
+    if runtime == "opencv":
+        from mots_ros.backends.opencv_backend import OpenCvDnnBackend
+
+        return OpenCvDnnBackend(networks["se_dynamic" if network == "se" else "pt_onnx"])
     if runtime == "torch":
         if device == "cuda" and not torch.cuda.is_available():
             pytest.skip("no CUDA GPU here")

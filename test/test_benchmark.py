@@ -11,8 +11,8 @@ pytestmark = pytest.mark.slow
 
 STAGES = [
     "decode_rgb8", "decode_bgr8", "clustering", "point_sampling", "rle_encoding", "message_serialization",
-    *(f"se_forward_w{w}_{runtime}" for w in ("1", "0.5", "0.25") for runtime in ("torch", "onnxruntime")),
-    "embedding_forward_torch", "embedding_forward_onnxruntime",
+    *(f"se_forward_w{w}_{runtime}" for w in ("1", "0.5", "0.25") for runtime in ("torch", "onnxruntime", "opencv")),
+    "embedding_forward_torch", "embedding_forward_onnxruntime", "embedding_forward_opencv",
 ]
 
 

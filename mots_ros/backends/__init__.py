@@ -48,7 +48,9 @@ class InferenceBackend(Protocol):
     name: str
 
     @property
-    def fixed_input_size(self) -> tuple[int, int] | None: ...
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of a network built for one image size, or None."""
+        ...
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         """Runs the network on float32 arrays and returns its float32 output."""

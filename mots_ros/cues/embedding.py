@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from mots_ros.cues import Cue
+from mots_ros.cues import Cue, FrameContext
+from mots_ros.datatypes import Instance
+
+if TYPE_CHECKING:
+    from mots_ros.tracker import Track
 
 
 class EmbeddingCue(Cue):
@@ -22,7 +29,8 @@ class EmbeddingCue(Cue):
         super().__init__(weight)
         self.offset = float(offset)
 
-    def similarity(self, detections, tracks, context):
+    def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
+        """``(len(detections), len(tracks))`` similarity; see the class docstring."""
         det = np.stack([d.embedding for d in detections]).astype(np.float64)
         trk = np.stack([t.embedding for t in tracks]).astype(np.float64)
         distance = np.sqrt(np.maximum(((det[:, None, :] - trk[None, :, :]) ** 2).sum(-1), 0.0))

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from mots_ros.cues import Cue
+from mots_ros.cues import Cue, FrameContext
+from mots_ros.datatypes import Instance
+
+if TYPE_CHECKING:
+    from mots_ros.tracker import Track
 from mots_ros.masks import decode_rle, encode_rle, mask_iou
 
 
@@ -17,7 +24,8 @@ class FlowIoUCue(Cue):
 
     name = "flow_iou"
 
-    def similarity(self, detections, tracks, context):
+    def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
+        """``(len(detections), len(tracks))`` similarity; see the class docstring."""
         det_rles = [d.rle for d in detections]
         if context.flow is None:
             return mask_iou(det_rles, [t.rle for t in tracks])

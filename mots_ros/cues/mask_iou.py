@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from mots_ros.cues import Cue
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mots_ros.cues import Cue, FrameContext
+from mots_ros.datatypes import Instance
+
+if TYPE_CHECKING:
+    from mots_ros.tracker import Track
 from mots_ros.masks import mask_iou
 
 
@@ -11,5 +20,6 @@ class MaskIoUCue(Cue):
 
     name = "mask_iou"
 
-    def similarity(self, detections, tracks, context):
+    def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
+        """``(len(detections), len(tracks))`` similarity; see the class docstring."""
         return mask_iou([d.rle for d in detections], [t.rle for t in tracks])

@@ -75,7 +75,8 @@ def sample_points(
         label_map: ``(H, W)`` integer instance map, 0 = background.
         image_bgr: ``(H, W, 3) uint8`` image in **BGR** order (the published colour order).
         rng: source of randomness; seed it to reproduce results.
-        num_foreground, num_environment: points per instance (1000 and 500 published).
+        num_foreground: foreground points per instance (1000 published).
+        num_environment: environment points per instance (500 published).
         context_ratio: crop growth per side, as a fraction of the box length (0.2 published).
         only_ids: sample clouds for these ids only; other instances still count as "other
             instance" environment pixels.
@@ -157,13 +158,16 @@ def _context_span(first: np.ndarray, last: np.ndarray, ratio: float, size: int) 
     return np.maximum(0, first - grow), np.minimum(last + 1 + grow, size - 1)
 
 
-def _inside(rows, cols, instance, top, bottom, left, right) -> np.ndarray:
+def _inside(rows: np.ndarray, cols: np.ndarray, instance: np.ndarray, top: np.ndarray, bottom: np.ndarray,
+            left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return (
         (rows >= top[instance]) & (rows < bottom[instance]) & (cols >= left[instance]) & (cols < right[instance])
     )
 
 
-def _sample_environment(fg_rows, fg_cols, fg_instance, fg_start, fg_counts, top, bottom, left, right, count, rng):
+def _sample_environment(fg_rows: np.ndarray, fg_cols: np.ndarray, fg_instance: np.ndarray, fg_start: np.ndarray,
+                        fg_counts: np.ndarray, top: np.ndarray, bottom: np.ndarray, left: np.ndarray, right: np.ndarray,
+                        count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Uniform draws, with replacement, from each crop's pixels that are not the instance.
 
     The j-th non-instance pixel of a crop (row-major) is found without enumerating the crop: with
@@ -192,7 +196,8 @@ def _sample_environment(fg_rows, fg_cols, fg_instance, fg_start, fg_counts, top,
     return env_rows, env_cols, has_environment
 
 
-def _features(image_bgr, rows, cols, centre_row, centre_col) -> np.ndarray:
+def _features(image_bgr: np.ndarray, rows: np.ndarray, cols: np.ndarray, centre_row: np.ndarray,
+              centre_col: np.ndarray) -> np.ndarray:
     features = np.zeros(rows.shape + (8,), np.float32)
     features[..., 0:3] = image_bgr[rows, cols] / np.float32(255.0)
     features[..., 3] = (rows - centre_row[:, None]) / OFFSET_SCALE

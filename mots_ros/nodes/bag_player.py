@@ -131,8 +131,10 @@ def _is_camera_image(connection) -> bool:
 
 
 def _publish_rank(connection) -> int:
-    """Messages with equal times go out flow (and anything else) first, then camera info, then the
-    image, so a node waiting for an image's flow already has it."""
+    """Publishing order at equal times: flow (and anything else), camera info, then the image.
+
+    A node waiting for an image's flow then already has it.
+    """
     if _is_camera_image(connection):
         return 2
     return 1 if connection.msgtype == "sensor_msgs/msg/CameraInfo" else 0

@@ -47,8 +47,10 @@ class TrackRecorder(Node):
             self.changed.notify_all()
 
     def wait(self, *, frames: int | None, idle_timeout_s: float, timeout_s: float) -> None:
-        """Returns when ``frames`` messages arrived, after ``idle_timeout_s`` without one (once one
-        came), or after ``timeout_s`` in all."""
+        """Returns when ``frames`` messages arrived, or on a timeout.
+
+        The timeouts: ``idle_timeout_s`` without a message (once one came), ``timeout_s`` in all.
+        """
         deadline = time.monotonic() + timeout_s
         with self.changed:
             while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ import numpy as np
 
 from mots_ros.config import Config
 from mots_ros.datasets import MotsRecord
+from mots_ros.datatypes import Frame
 from mots_ros.errors import InputError
 from mots_ros.masks import decode_rle
 from mots_ros.segmenters import Segmentation
@@ -47,15 +48,20 @@ class GroundTruthSegmenter:
         self.reset()
 
     def reset(self) -> None:
+        """Restarts the numbering order from its seed."""
         self._rng = np.random.default_rng(self.seed)
 
-    def begin_frame(self, frame) -> None:
+    def begin_frame(self, frame: Frame) -> None:
+        """Picks the frame's annotations by its number."""
         if frame.frame_index is None:
             raise InputError("the ground_truth segmenter looks masks up by frame number, and this frame has none")
         self._frame_index = frame.frame_index
 
     def segment(self, image_rgb: np.ndarray) -> Segmentation:
+        """The annotated masks of the frame named in :meth:`begin_frame`, renumbered."""
         height, width = image_rgb.shape[:2]
+        if self._frame_index is None:
+            raise InputError("the ground_truth segmenter was not told the frame number (begin_frame)")
         records = [r for r in self.annotations.get(self._frame_index, []) if not r.is_ignore]
         labels = np.zeros((height, width), np.int32)
         class_ids = {}

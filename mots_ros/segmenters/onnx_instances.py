@@ -1,5 +1,6 @@
-"""A user's own ONNX instance-segmentation model as the segmenter, so PointTrack association runs on
-the masks of the detector a team already uses.
+"""A user's own ONNX instance-segmentation model as the segmenter.
+
+PointTrack association then runs on the masks of the detector a team already uses.
 
 Input: one ``(1, 3, H, W) float32`` RGB image in [0, 1]. A fixed H and W (read from the file) get a
 letterboxed frame (aspect kept, centred, grey 114 padding, as YOLO exports expect); a dynamic size
@@ -93,6 +94,7 @@ class OnnxInstanceSegmenter:
 
     @classmethod
     def from_config(cls, config: Config) -> OnnxInstanceSegmenter:
+        """The model in ``segmentation.weights`` on ONNX Runtime (CUDA when ``inference.device`` is cuda)."""
         weights = config.segmentation.weights
         if weights == "default" or not weights.endswith(".onnx"):
             raise ConfigError("segmentation.kind onnx_instances needs segmentation.weights set to your .onnx file")
@@ -102,7 +104,14 @@ class OnnxInstanceSegmenter:
     def _named_output(self, word: str) -> int | None:
         return next((i for i, name in enumerate(self.output_names) if word in name.lower()), None)
 
+    def _output_index(self, word: str) -> int:
+        index = self._named_output(word)
+        if index is None:  # the layout check at load makes this unreachable for the words it checked
+            raise InputError(f"the model has no output named like {word!r}: {self.output_names}")
+        return index
+
     def segment(self, image_rgb: np.ndarray) -> Segmentation:
+        """Instances of an ``(H, W, 3) uint8`` RGB frame, classes mapped by ``class_map``."""
         started = time.perf_counter()
         network_input, box = self._prepare(image_rgb)
         outputs = self.backend.run_all(network_input)
@@ -166,10 +175,10 @@ class OnnxInstanceSegmenter:
         return _Detections(probabilities, model_classes, scores.astype(np.float32))
 
     def _decode_masks(self, outputs: list[np.ndarray], input_size: tuple[int, int]) -> _Detections:
-        masks = outputs[self._named_output("masks")]
-        scores = np.asarray(outputs[self._named_output("scores")], np.float32).reshape(-1)
-        labels_at = self._named_output("labels")
-        model_classes = np.asarray(outputs[labels_at if labels_at is not None else self._named_output("classes")]).reshape(-1)
+        masks = outputs[self._output_index("masks")]
+        scores = np.asarray(outputs[self._output_index("scores")], np.float32).reshape(-1)
+        classes_at = self._named_output("labels")
+        model_classes = np.asarray(outputs[classes_at if classes_at is not None else self._output_index("classes")]).reshape(-1)
         if masks.ndim == 4:
             masks = masks[:, 0] if masks.shape[1] == 1 and masks.shape[0] == scores.size else masks[0]
         if masks.ndim != 3 or masks.shape[0] != scores.size or model_classes.size != scores.size:

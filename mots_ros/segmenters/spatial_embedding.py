@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from mots_ros.backends import InferenceBackend, create_backend
 from mots_ros.config import Config, SegmentationConfig
+from mots_ros.datatypes import Frame
 from mots_ros.errors import InputError
 from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scores
 from mots_ros.segmenters import Segmentation
@@ -31,7 +32,7 @@ def to_network_input(image_rgb: np.ndarray, height: int, width: int) -> np.ndarr
     return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
 
-def calibration_batches(folder: str | Path):
+def calibration_batches(folder: str | Path) -> Callable[[tuple[int, ...]], Iterator[np.ndarray]]:
     """int8 calibration inputs from an image folder, preprocessed as :func:`to_network_input` does.
 
     Returns a function of the network's ``(1, 3, H, W)`` input shape, as TensorRT asks for it.
@@ -84,7 +85,7 @@ class SpatialEmbeddingSegmenter:
             return fixed
         return -(-height // 8) * 8, -(-width // 8) * 8
 
-    def begin_frame(self, frame) -> None:
+    def begin_frame(self, frame: Frame) -> None:
         """Refuses a frame larger than a fixed network input before the pipeline changes any state."""
         self.input_size(*frame.image_rgb.shape[:2])
 
