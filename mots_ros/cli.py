@@ -507,6 +507,8 @@ def _add_bench_command(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import mots_ros.images  # noqa: F401  (caps OpenCV's decoders before any subcommand imports cv2)
+
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     # Everything after --ros-args goes to rclpy (remapping, parameters, log levels).

@@ -6,6 +6,9 @@ encoding, step) as plain values, so the node, the bag tools and the tests share 
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 from mots_ros.errors import InputError
@@ -77,37 +80,158 @@ def decode_image(
 
 
 def compressed_size(data: bytes) -> tuple[int, int] | None:
-    """``(height, width)`` from a PNG or JPEG header, or None for other or unreadable formats."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
-    if data[:2] == b"\xff\xd8":
-        position = 2
-        while position + 9 <= len(data) and data[position] == 0xFF:
-            marker, length = data[position + 1], int.from_bytes(data[position + 2 : position + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-                return int.from_bytes(data[position + 5 : position + 7], "big"), int.from_bytes(data[position + 7 : position + 9], "big")
-            position += 2 + length
+    """``(height, width)`` declared in the header of a JPEG, PNG, WebP, BMP, PNM (PBM, PGM, PPM, PAM,
+    PFM) or TIFF file, or None when the format is another or the header cannot be read.
+
+    JPEG: every frame header (SOF0-SOF15, any number of 0xFF fill bytes before a marker, also after
+    the scans of a progressive file); the largest counts. TIFF: every image directory; the largest
+    counts.
+    """
+    readers = ((b"\xff\xd8", _jpeg_size), (b"\x89PNG\r\n\x1a\n", _png_size), (b"RIFF", _webp_size), (b"BM", _bmp_size),
+               (b"II*\x00", _tiff_size), (b"MM\x00*", _tiff_size), (b"P", _pnm_size))
+    for magic, reader in readers:
+        if data.startswith(magic):
+            try:
+                return reader(data)
+            except (IndexError, ValueError):
+                return None
     return None
 
 
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    sizes = []
+    position, end = 2, len(data)
+    while position < end:
+        if data[position] != 0xFF:  # entropy-coded data after a scan: find the next marker
+            position = data.find(b"\xff", position)
+            if position < 0:
+                break
+            continue
+        while position < end and data[position] == 0xFF:  # fill bytes
+            position += 1
+        if position >= end:
+            break
+        marker = data[position]
+        position += 1
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stuffed byte, restart markers, TEM
+            continue
+        if marker == 0xD9:  # end of image
+            break
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 2:
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            height = int.from_bytes(data[position + 3 : position + 5], "big")
+            width = int.from_bytes(data[position + 5 : position + 7], "big")
+            sizes.append((height, width))
+        position += length
+    return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    if data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[28:30], "little") & 0x3FFF, int.from_bytes(data[26:28], "little") & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(data[27:30], "little") + 1, int.from_bytes(data[24:27], "little") + 1
+    return None
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    header = int.from_bytes(data[14:18], "little")
+    if header == 12:  # OS/2 core header: 16-bit sizes
+        return int.from_bytes(data[20:22], "little"), int.from_bytes(data[18:20], "little")
+    if header < 40 or len(data) < 26:
+        return None
+    width = int.from_bytes(data[18:22], "little", signed=True)
+    height = int.from_bytes(data[22:26], "little", signed=True)  # negative: rows stored top-down
+    return abs(height), abs(width)
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    kind = data[1:2]
+    if kind == b"7":  # PAM: "WIDTH w" and "HEIGHT h" lines before ENDHDR
+        header = data[: data.find(b"ENDHDR")].decode("ascii", "replace").split()
+        values = dict(zip(header[1::2], header[2::2]))
+        return int(values["HEIGHT"]), int(values["WIDTH"])
+    if kind not in (b"1", b"2", b"3", b"4", b"5", b"6", b"F", b"f"):
+        return None
+    tokens: list[bytes] = []
+    for line in data[2:4096].splitlines():
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            return int(tokens[1]), int(tokens[0])
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "little" if data[:2] == b"II" else "big"
+    offset = int.from_bytes(data[4:8], order)
+    sizes, visited = [], set()
+    while offset and offset not in visited and len(visited) < 64:  # every image directory, no cycles
+        visited.add(offset)
+        count = int.from_bytes(data[offset : offset + 2], order)
+        fields = {}
+        for entry in range(count):
+            at = offset + 2 + 12 * entry
+            tag, kind = int.from_bytes(data[at : at + 2], order), int.from_bytes(data[at + 2 : at + 4], order)
+            if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+                size = 2 if kind == 3 else 4
+                fields[tag] = int.from_bytes(data[at + 8 : at + 8 + size], order)
+        if 256 not in fields or 257 not in fields:
+            return None
+        sizes.append((fields[257], fields[256]))
+        offset = int.from_bytes(data[offset + 2 + 12 * count : offset + 6 + 12 * count], order)
+    return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
+
+
+def cap_opencv_decoder(max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
+    """Caps OpenCV's own decoders at ``max_pixels`` (``OPENCV_IO_MAX_IMAGE_PIXELS``).
+
+    OpenCV reads the variable once, when cv2 is imported, so this only takes effect before that;
+    returns whether the cap in force is ``max_pixels``.
+    """
+    if "cv2" not in sys.modules:
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+    return os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS") == str(max_pixels)
+
+
+# Before anything imports cv2 (a caller may still choose another cap first, or set the variable itself).
+if "cv2" not in sys.modules:
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
+
+
 def decode_compressed(data: bytes | bytearray | memoryview, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decodes a ``sensor_msgs/CompressedImage`` payload (JPEG, PNG, ...) to ``(H, W, 3) uint8`` RGB.
+    """Decodes a ``sensor_msgs/CompressedImage`` payload to ``(H, W, 3) uint8`` RGB.
 
     The size in the header is checked before decoding, so a small file claiming a huge image
-    cannot make the decoder allocate it.
+    cannot make the decoder allocate it, and a file whose size cannot be read from its header
+    is never decoded (formats: those of :func:`compressed_size`).
     """
-    import cv2
-
     data = bytes(data)
-    buffer = np.frombuffer(data, np.uint8)
-    if buffer.size == 0:
+    if not data:
         raise InputError("compressed image is empty")
     declared = compressed_size(data)
-    if declared is not None:
-        _check_size(*declared, max_pixels)
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if declared is None:
+        raise InputError(f"compressed image of {len(data)} bytes: its size cannot be read from the header, so it is "
+                         "not decoded (JPEG, PNG, WebP, BMP, PNM and TIFF are read)")
+    _check_size(*declared, max_pixels)
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise InputError(f"compressed image of {buffer.size} bytes could not be decoded (corrupt or unknown format)")
+        raise InputError(f"compressed image of {len(data)} bytes could not be decoded (corrupt or unknown format)")
     _check_size(bgr.shape[0], bgr.shape[1], max_pixels)
     return np.ascontiguousarray(bgr[..., ::-1])
 

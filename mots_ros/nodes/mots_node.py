@@ -17,6 +17,7 @@ up to 2 s at a time: a busy callback group drops out of the wait set until anoth
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -32,6 +33,7 @@ from std_srvs.srv import Trigger
 from mots_ros.config import Config
 from mots_ros.datatypes import Frame
 from mots_ros.errors import MotsError
+from mots_ros.images import cap_opencv_decoder
 from mots_ros.msg import TrackedInstanceArray
 from mots_ros.nodes.parameters import config_from_parameters, declare_config_parameters
 from mots_ros.overlay import draw_overlay
@@ -93,6 +95,11 @@ class MotsNode(LifecycleNode):
         except Exception as err:  # a runtime's own error type; rclpy would only report "ERROR"
             self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
             return TransitionCallbackReturn.FAILURE
+        if not cap_opencv_decoder(self.config.node.max_image_pixels):
+            self.get_logger().warning(
+                f"OpenCV was imported before configure, so its decoders keep the cap "
+                f"OPENCV_IO_MAX_IMAGE_PIXELS={os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')}; headers are still checked "
+                f"against node.max_image_pixels={self.config.node.max_image_pixels}")
         if self.config.node.use_flow and not any(c.name == "flow_iou" for c in self.pipeline.tracker.cues):
             self.get_logger().info("node.use_flow is on but no flow cue is enabled: flow is matched but not used")
         self._stages = (*NODE_STAGES_BEFORE, *self.pipeline.stage_names, *NODE_STAGES_AFTER)
