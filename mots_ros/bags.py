@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mots_ros.datasets import list_frames, read_image_rgb
+from mots_ros.datatypes import stamp_to_ns
 from mots_ros.errors import FormatError, InputError
 from mots_ros.images import DEFAULT_MAX_PIXELS, decode_compressed, decode_flow, decode_image
 
@@ -27,6 +29,8 @@ COMPRESSED_TOPIC = "/camera/image/compressed"
 INFO_TOPIC = "/camera/camera_info"
 FLOW_TOPIC = "/camera/flow"
 STAMP_ORIGIN_NS = 1_700_000_000 * 1_000_000_000
+
+logger = logging.getLogger(__name__)
 
 
 def frame_stamp_ns(frame: int, fps: float, origin_ns: int = STAMP_ORIGIN_NS) -> int:
@@ -163,9 +167,142 @@ def bag_metadata(bag: str | os.PathLike) -> dict[str, str]:
 
     path = Path(bag) / "metadata.yaml"
     if not path.is_file():
-        raise FormatError(f"{bag}: not a rosbag2 folder (no metadata.yaml)")
-    info = (yaml.safe_load(path.read_text()) or {}).get("rosbag2_bagfile_information", {})
+        if _mcap_files(Path(bag)):
+            return {}  # a recorder killed before writing metadata; BagReader salvages the messages
+        raise FormatError(f"{bag}: not a rosbag2 folder (no metadata.yaml and no .mcap file)")
+    try:
+        info = (yaml.safe_load(path.read_text()) or {}).get("rosbag2_bagfile_information", {})
+    except (yaml.YAMLError, AttributeError) as err:
+        raise FormatError(f"{path}: not a rosbag2 metadata file ({err})") from err
     return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
+
+
+@dataclass(frozen=True)
+class BagConnection:
+    """One topic of a bag: its name and message type (``sensor_msgs/msg/Image``)."""
+
+    topic: str
+    msgtype: str
+
+
+class BagReader:
+    """A bag's messages in bag-time order, streamed, also from a bag whose recorder died.
+
+    A sound bag is read with ``rosbags``. A damaged one (no ``metadata.yaml``, or an MCAP file cut
+    short: "File end magic is invalid") is salvaged: its records are read in file order up to the
+    damage, and :attr:`damage` says where that was. Use as a context manager.
+
+    Raises:
+        FormatError: naming the file, when not even a salvage can read it.
+    """
+
+    def __init__(self, bag: str | os.PathLike):
+        self.bag = Path(bag)
+        self.damage: str | None = None
+        self.salvaged = 0
+        self._reader = None
+        if not self.bag.exists():
+            raise FormatError(f"{self.bag}: no such bag")
+
+    def __enter__(self) -> BagReader:
+        from rosbags.rosbag2 import Reader
+        from rosbags.rosbag2.errors import ReaderError
+
+        try:
+            self._reader = Reader(self.bag)
+            self._reader.open()
+            self.connections = [BagConnection(c.topic, c.msgtype) for c in self._reader.connections]
+        except (ReaderError, FileNotFoundError, KeyError, ValueError) as err:
+            self._reader = None
+            files = _mcap_files(self.bag)
+            if not files:
+                raise FormatError(f"{self.bag}: cannot be read ({err}) and holds no .mcap file to salvage") from err
+            self.damage = f"{err}"
+            self._files = files
+            self.connections = sorted({c for path in files for c, _, _ in _salvage_mcap(path, channels_only=True)},
+                                      key=lambda c: c.topic)
+            logger.warning("%s is damaged (%s): salvaging its messages from %s", self.bag, err,
+                           ", ".join(str(f) for f in files))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        if self.damage is not None:
+            logger.warning("%s: salvaged %d messages, up to the damage", self.bag, self.salvaged)
+
+    def messages(self, topics: list[str] | None = None) -> Iterator[tuple[BagConnection, int, bytes]]:
+        """``(connection, bag_time_ns, cdr_bytes)`` of the chosen topics (all by default)."""
+        if self._reader is not None:
+            wanted = [c for c in self._reader.connections if topics is None or c.topic in topics]
+            for connection, bag_time, raw in self._reader.messages(connections=wanted):
+                yield BagConnection(connection.topic, connection.msgtype), bag_time, bytes(raw)
+            return
+        for path in self._files:
+            for connection, bag_time, raw in _salvage_mcap(path):
+                if topics is None or connection.topic in topics:
+                    self.salvaged += 1
+                    yield connection, bag_time, raw
+
+
+def _mcap_files(bag: Path) -> list[Path]:
+    return sorted(bag.glob("*.mcap")) if bag.is_dir() else ([bag] if bag.suffix == ".mcap" else [])
+
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _salvage_mcap(path: Path, *, channels_only: bool = False) -> Iterator[tuple[BagConnection, int, bytes]]:
+    """The complete records of an MCAP file in file order, stopping quietly at the first damaged one.
+
+    Reads Schema, Channel and Message records, also inside uncompressed chunks (compressed chunks end
+    the salvage). With ``channels_only``, yields ``(connection, 0, b"")`` once per channel.
+    """
+    import struct
+
+    data = path.read_bytes()
+    if not data.startswith(_MCAP_MAGIC):
+        raise FormatError(f"{path}: not an MCAP file (its first bytes are not the MCAP magic)")
+    schemas: dict[int, str] = {}
+    channels: dict[int, BagConnection] = {}
+
+    def string(buffer: bytes, at: int) -> tuple[str, int]:
+        length = struct.unpack_from("<I", buffer, at)[0]
+        return buffer[at + 4 : at + 4 + length].decode("utf-8"), at + 4 + length
+
+    def records(buffer: bytes, at: int) -> Iterator[tuple[int, bytes]]:
+        while at + 9 <= len(buffer):
+            opcode, length = buffer[at], struct.unpack_from("<Q", buffer, at + 1)[0]
+            if at + 9 + length > len(buffer):
+                if opcode == 0x06:  # a chunk cut short: the complete records at its start still count
+                    yield opcode, buffer[at + 9 :]
+                return
+            yield opcode, buffer[at + 9 : at + 9 + length]
+            at += 9 + length
+
+    def walk(buffer: bytes, at: int) -> Iterator[tuple[BagConnection, int, bytes]]:
+        for opcode, content in records(buffer, at):
+            if opcode == 0x03:  # Schema: id, name, encoding, data
+                schemas[struct.unpack_from("<H", content, 0)[0]] = string(content, 2)[0]
+            elif opcode == 0x04:  # Channel: id, schema id, topic, encoding, metadata
+                channel_id, schema_id = struct.unpack_from("<HH", content, 0)
+                if channel_id not in channels and schema_id in schemas:
+                    channels[channel_id] = BagConnection(string(content, 4)[0], schemas[schema_id])
+                    if channels_only:
+                        yield channels[channel_id], 0, b""
+            elif opcode == 0x05 and not channels_only:  # Message: channel, sequence, log time, publish time, data
+                channel_id, _, log_time = struct.unpack_from("<HIQ", content, 0)
+                if channel_id in channels:
+                    yield channels[channel_id], log_time, content[22:]
+            elif opcode == 0x06 and len(content) >= 40:  # Chunk: times, size, crc, compression, records
+                compression, records_at = string(content, 28)
+                if compression:
+                    logger.warning("%s: a %s-compressed chunk ends the salvage", path, compression)
+                    return
+                size = struct.unpack_from("<Q", content, records_at)[0]
+                yield from walk(content[records_at + 8 : records_at + 8 + size], 0)
+
+    yield from walk(data, len(_MCAP_MAGIC))
 
 
 def read_bag_frames(
@@ -179,27 +316,34 @@ def read_bag_frames(
 
     Frames come in the order a replay publishes them, each with the flow of the same stamp.
 
-    The bag is streamed, so a long recording never sits in memory whole. A flow is matched when it
-    is recorded at the same bag time as its image or before it. A malformed image yields a frame
-    with ``image_rgb=None`` and the reason, so callers can count and report it instead of stopping.
-    """
-    from rosbags.rosbag2 import Reader
+    The bag is streamed, so a long recording never sits in memory whole, and a damaged one is read
+    up to the damage (:class:`BagReader`). A flow is matched when it is recorded at the same bag
+    time as its image or before it. A malformed image yields a frame with ``image_rgb=None`` and
+    the reason, so callers can count and report it instead of stopping.
 
+    Raises:
+        FormatError: the bag cannot be read, or has no image topic (naming its topics).
+    """
     store = typestore()
-    with Reader(bag) as reader:
+    with BagReader(bag) as reader:
         topics = {c.topic: c for c in reader.connections}
         image_topic = image_topic or (IMAGE_TOPIC if IMAGE_TOPIC in topics else COMPRESSED_TOPIC)
         if image_topic not in topics:
             raise FormatError(f"{bag}: no image topic {image_topic}; topics are {sorted(topics)}")
-        wanted = [topics[image_topic]] + ([topics[flow_topic]] if flow_topic in topics else [])
+        wanted = [image_topic] + ([flow_topic] if flow_topic in topics else [])
         flows: dict[int, object] = {}
         pending = None  # (bag time, stamp, msgtype, message) of an image that may still get its flow
-        for connection, bag_time, raw in reader.messages(connections=wanted):
+        for connection, bag_time, raw in reader.messages(wanted):
             if pending is not None and bag_time > pending[0]:
                 yield _bag_frame(*pending[1:], flows.pop(pending[1], None), max_pixels)
                 pending = None
-            message = store.deserialize_cdr(raw, connection.msgtype)
-            stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            try:
+                message = store.deserialize_cdr(raw, connection.msgtype)
+                stamp = stamp_to_ns(message.header.stamp.sec, message.header.stamp.nanosec)
+            except Exception as err:  # rosbags raises its own types; a damaged record must not end the read
+                logger.error("%s: a %s message at bag time %d is unreadable (%s); skipped", bag, connection.topic,
+                             bag_time, err)
+                continue
             if connection.topic != image_topic:
                 flows[stamp] = message
                 while len(flows) > _MAX_UNMATCHED_FLOWS:

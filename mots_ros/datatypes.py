@@ -15,12 +15,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mots_ros.errors import InputError
 from mots_ros.masks import Rle, decode_rle
 
 #: KITTI MOTS class ids (spec §9.1) and their names.
 CLASS_NAMES = {1: "car", 2: "pedestrian"}
 IGNORE_CLASS_ID = 10
 IGNORE_TRACK_ID = 10000
+
+
+def stamp_to_ns(sec: int, nanosec: int) -> int:
+    """A ROS time (``builtin_interfaces/Time`` fields) in integer nanoseconds.
+
+    Raises:
+        InputError: ``nanosec`` is not in [0, 10⁹): such a stamp would read as a later second.
+    """
+    if not 0 <= int(nanosec) < 1_000_000_000:
+        raise InputError(f"stamp nanosec {nanosec} is out of range [0, 999999999]")
+    return int(sec) * 1_000_000_000 + int(nanosec)
 
 
 class TrackState(enum.IntEnum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Literal
 
 import numpy as np
 
@@ -80,8 +81,9 @@ def decode_image(
 
 
 def compressed_size(data: bytes) -> tuple[int, int] | None:
-    """``(height, width)`` declared in the header of a JPEG, PNG, WebP, BMP, PNM (PBM, PGM, PPM, PAM,
-    PFM) or TIFF file, or None when the format is another or the header cannot be read.
+    """``(height, width)`` declared in an image file's header, or None for other or unreadable headers.
+
+    Read: JPEG, PNG, WebP, BMP, PNM (PBM, PGM, PPM, PAM, PFM) and TIFF.
 
     JPEG: every frame header (SOF0-SOF15, any number of 0xFF fill bytes before a marker, also after
     the scans of a progressive file); the largest counts. TIFF: every image directory; the largest
@@ -176,9 +178,10 @@ def _pnm_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    order = "little" if data[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
     offset = int.from_bytes(data[4:8], order)
-    sizes, visited = [], set()
+    sizes: list[tuple[int, int]] = []
+    visited: set[int] = set()
     while offset and offset not in visited and len(visited) < 64:  # every image directory, no cycles
         visited.add(offset)
         count = int.from_bytes(data[offset : offset + 2], order)

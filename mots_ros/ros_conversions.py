@@ -12,6 +12,7 @@ from std_msgs.msg import Header
 
 from mots_ros.datasets import MotsRecord
 from mots_ros.datatypes import FrameResult
+from mots_ros.datatypes import stamp_to_ns as checked_stamp_ns
 from mots_ros.images import decode_compressed, decode_flow, decode_image, encode_image
 from mots_ros.masks import rle_from_string, rle_to_string
 from mots_ros.msg import TrackedInstance, TrackedInstanceArray
@@ -20,8 +21,8 @@ MASK_ENCODING = "coco_rle"
 
 
 def stamp_to_ns(stamp) -> int:
-    """``builtin_interfaces/Time`` to integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    """``builtin_interfaces/Time`` to integer nanoseconds; InputError for a nanosec of a second or more."""
+    return checked_stamp_ns(stamp.sec, stamp.nanosec)
 
 
 def ns_to_stamp(stamp_ns: int, stamp) -> None:

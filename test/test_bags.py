@@ -83,3 +83,53 @@ def test_replay_publishes_the_recorded_messages_unchanged(sequence, tmp_path):
     np.testing.assert_array_equal(np.frombuffer(first.data, np.uint8).reshape(96, 320, 3),
                                   read_image_rgb(sequence / "images" / "0003" / "000000.png"))
     assert stamp_frame(first.header.stamp.sec * 10**9 + first.header.stamp.nanosec, 10) == 0
+
+
+# ---------------------------------------------------------------- damaged bags
+@pytest.fixture
+def long_bag(sequence, tmp_path):
+    images_to_bag(sequence / "images" / "0003", tmp_path / "bag", fps=10)
+    return tmp_path / "bag"
+
+
+def test_a_bag_cut_short_is_read_up_to_the_damage(long_bag, caplog):
+    mcap = next(long_bag.glob("*.mcap"))
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) * 2 // 3])  # the recorder died: no summary, no footer
+    frames = list(read_bag_frames(long_bag))
+    assert 0 < len(frames) < 5 and all(f.image_rgb is not None for f in frames)
+    assert "is damaged (File end magic is invalid" in caplog.text and "salvaged" in caplog.text
+
+
+def test_a_bag_without_metadata_is_salvaged_whole(long_bag, caplog):
+    (long_bag / "metadata.yaml").unlink()
+    assert bag_metadata(long_bag) == {}
+    assert [stamp_frame(f.stamp_ns, 10) for f in read_bag_frames(long_bag)] == [0, 1, 2, 3, 4]
+    assert "salvaged 5 messages" in caplog.text  # the 5 images (the camera infos were not asked for)
+
+
+def test_bags_that_cannot_be_read_name_the_file(long_bag, tmp_path):
+    next(long_bag.glob("*.mcap")).write_bytes(b"not an mcap file at all")
+    with pytest.raises(FormatError, match="bag.mcap: not an MCAP file"):
+        list(read_bag_frames(long_bag))
+    with pytest.raises(FormatError, match="no such bag"):
+        list(read_bag_frames(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FormatError, match="empty: not a rosbag2 folder"):
+        bag_metadata(tmp_path / "empty")
+
+
+def test_bag_eval_of_a_corrupt_bag_is_one_line_and_status_2(long_bag, sequence, tmp_path, capsys):
+    from mots_ros.cli import main
+
+    next(long_bag.glob("*.mcap")).write_bytes(b"garbage")
+    code = main(["bag", "eval", "--bag", str(long_bag), "--gt", str(sequence), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 2 and "bag.mcap: not an MCAP file" in error and "Traceback" not in error
+
+
+@pytest.mark.ros
+def test_replaying_a_bag_without_camera_images_says_so(long_bag, tmp_path):
+    player = Process(["bag", "replay", str(long_bag), "--fast", "--topics", "/camera/camera_info"], tmp_path / "replay.log")
+    assert player.wait(60) == 2
+    assert "no camera image (sensor_msgs/Image or CompressedImage) among ['/camera/camera_info']" in player.output()

@@ -68,10 +68,14 @@ def replay(
     subscriber_timeout_s: float = 10.0,
     loops: int = 1,
 ) -> int:
-    """Publishes the bag; returns how many messages went out. rclpy must be initialised."""
-    from rosbags.rosbag2 import Reader
+    """Publishes the bag; returns how many messages went out. rclpy must be initialised.
 
-    from mots_ros.bags import typestore
+    A damaged bag is played up to the damage (:class:`mots_ros.bags.BagReader`).
+
+    Raises:
+        FormatError: the bag cannot be read, none of ``topics`` is in it, or it holds no camera image.
+    """
+    from mots_ros.bags import BagReader, typestore
 
     store = typestore()
     remap = remap or {}
@@ -82,25 +86,29 @@ def replay(
     spinner.start()
     published = 0
     try:
-        with Reader(bag) as reader:
+        with BagReader(bag) as reader:
             connections = [c for c in reader.connections if topics is None or c.topic in topics]
             if not connections:
-                raise FormatError(f"{bag}: none of the topics {topics} is in the bag")
+                raise FormatError(f"{bag}: none of the topics {topics} is in the bag; it has "
+                                  f"{sorted(c.topic for c in reader.connections)}")
+            if not any(_is_camera_image(c) for c in connections):
+                raise FormatError(f"{bag}: no camera image (sensor_msgs/Image or CompressedImage) among "
+                                  f"{sorted(c.topic for c in connections)}; nothing for mots_node to track")
             publishers = {
-                c.id: player.create_publisher(message_class(c.msgtype), remap.get(c.topic, c.topic), RELIABLE)
+                c: player.create_publisher(message_class(c.msgtype), remap.get(c.topic, c.topic), RELIABLE)
                 for c in connections
             }
-            cameras = [publishers[c.id] for c in connections if _is_camera_image(c)] or list(publishers.values())
+            cameras = [publishers[c] for c in connections if _is_camera_image(c)]
             _wait_for_subscribers(player, cameras, subscriber_timeout_s)
             for _ in range(loops):
                 start_wall, start_bag = time.monotonic(), None
-                for connection, timestamp, raw in _bag_messages(reader, connections):
+                for connection, timestamp, raw in _bag_messages(reader, [c.topic for c in connections]):
                     start_bag = timestamp if start_bag is None else start_bag
                     if rate > 0:
                         delay = (timestamp - start_bag) / 1e9 / rate - (time.monotonic() - start_wall)
                         if delay > 0:
                             time.sleep(delay)
-                    publishers[connection.id].publish(raw)
+                    publishers[connection].publish(raw)
                     published += 1
                     if wait_for_tracks and _is_camera_image(connection):
                         stamp = store.deserialize_cdr(raw, connection.msgtype).header.stamp
@@ -140,10 +148,10 @@ def _publish_rank(connection) -> int:
     return 1 if connection.msgtype == "sensor_msgs/msg/CameraInfo" else 0
 
 
-def _bag_messages(reader, connections):
+def _bag_messages(reader, topics: list[str]):
     """The bag's messages in time order, streamed (a long bag never sits in memory whole)."""
     batch, batch_time = [], None
-    for connection, timestamp, raw in reader.messages(connections=connections):
+    for connection, timestamp, raw in reader.messages(topics):
         if batch and timestamp != batch_time:
             yield from sorted(batch, key=lambda item: _publish_rank(item[0]))
             batch = []
