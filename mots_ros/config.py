@@ -133,7 +133,12 @@ class NodeConfig:
     use_flow: bool = _option(False, "subscribe to 'flow' (32FC2) and match it to images by exact stamp")
     flow_timeout_s: float = _option(0.1, "how long a frame waits for its flow before going on without it", low=0.0, high=60.0)
     no_image_warning_s: float = _option(5.0, "warn when no image arrived this long after activation", low=0.1, high=3600.0)
-    replay_queue_size: int = _option(1000, "replay mode: reliable input queue depth, and the backlog that draws a warning", low=1, high=100_000)
+    replay_queue_size: int = _option(1000, "replay mode: reliable input queue depth, and the most frames waiting (more are "
+                                     "dropped and counted)", low=1, high=100_000)
+    reorder_tolerance_s: float = _option(0.5, "a frame older than the last processed one by at most this is dropped "
+                                         "(counted out_of_order); a larger jump back resets the tracker (a bag loop)",
+                                         low=0.0, high=3600.0)
+    flow_buffer_mib: int = _option(256, "most MiB of flow messages kept while waiting for their image", low=1, high=65536)
     max_image_pixels: int = _option(33_554_432, "frames larger than this many pixels are refused", low=1, high=2**31 - 1)
     autostart: bool = _option(True, "configure and activate on start, without an external lifecycle manager")
     latency_log: str = _option("", "CSV file for per-frame stage latencies (ms); empty = none")

@@ -8,45 +8,69 @@ worker thread takes.
 
 from __future__ import annotations
 
-import re
+import os
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mots_ros.errors import ConfigError
+
 REPORT_INTERVAL_S = 5.0  # at most one log line per problem kind per interval
 FLOW_BUFFER = 64  # flows kept while waiting for their image
+FLOW_BUFFER_BYTES = 256 << 20  # and at most this many bytes of them (64 full-HD flows would be 1 GB)
 LATENCY_WINDOW = 200  # frames in the diagnostics' latency statistics
+
+
+def check_log_path(key: str, path: str) -> None:
+    """Raises ConfigError unless ``path`` can be a log file: not a folder, in a folder that exists."""
+    target = Path(os.path.expanduser(path))
+    if target.is_dir():
+        raise ConfigError(f"{key}: {target} is a directory; give a file path")
+    if not target.parent.is_dir():
+        raise ConfigError(f"{key}: the folder {target.parent} does not exist")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{key}: {target} is not writable")
 
 
 class FrameQueue:
     """Frames waiting for the worker.
 
     ``live``: only the newest frame waits; a frame replaced before processing counts as dropped,
-    so latency never queues. ``replay``: every frame waits, in arrival order.
+    so latency never queues. ``replay``: every frame waits, in arrival order, up to ``capacity``;
+    a frame arriving at a full queue is dropped (and counted), so memory stays bounded.
 
     Args:
         mode: ``live`` or ``replay``.
+        capacity: most frames waiting in replay mode.
     """
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, capacity: int = 1000) -> None:
         if mode not in ("live", "replay"):
             raise ValueError(f"mode must be 'live' or 'replay', got {mode!r}")
         self.mode = mode
+        self.capacity = capacity
         self._items: deque[Any] = deque()
         self._changed = threading.Condition()
         self._closed = False
 
     def put(self, item: Any) -> tuple[int, int]:
-        """Queues ``item``; returns ``(dropped, waiting)``: frames it replaced, and frames now waiting."""
+        """Queues ``item``; returns ``(dropped, waiting)``.
+
+        ``dropped``: frames lost (those replaced, or this one at a full replay queue); ``waiting``:
+        frames waiting now.
+        """
         with self._changed:
             dropped = 0
             if self.mode == "live" and self._items:
                 dropped = len(self._items)
                 self._items.clear()
+            elif len(self._items) >= self.capacity:
+                return 1, len(self._items)
             self._items.append(item)
             self._changed.notify()
             return dropped, len(self._items)
@@ -87,20 +111,26 @@ class FlowMatcher:
     Args:
         timeout_s: how long :meth:`take` waits for a flow that has not arrived yet.
         capacity: flows kept; the oldest goes first.
+        max_bytes: bytes of flow kept (each flow's size is given to :meth:`add`); the oldest goes first.
     """
 
-    def __init__(self, timeout_s: float, capacity: int = FLOW_BUFFER) -> None:
+    def __init__(self, timeout_s: float, capacity: int = FLOW_BUFFER, max_bytes: int = FLOW_BUFFER_BYTES) -> None:
         self.timeout_s = timeout_s
         self.capacity = capacity
-        self._flows: OrderedDict[int, Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._flows: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
         self._changed = threading.Condition()
 
-    def add(self, stamp_ns: int, flow: Any) -> None:
+    def add(self, stamp_ns: int, flow: Any, size_bytes: int = 0) -> None:
         """Stores a flow (any object: the message, or a decoded array) under its stamp."""
         with self._changed:
-            self._flows[stamp_ns] = flow
-            while len(self._flows) > self.capacity:
-                self._flows.popitem(last=False)
+            if stamp_ns in self._flows:
+                self._bytes -= self._flows.pop(stamp_ns)[1]
+            self._flows[stamp_ns] = (flow, size_bytes)
+            self._bytes += size_bytes
+            while self._flows and (len(self._flows) > self.capacity or self._bytes > self.max_bytes):
+                self._bytes -= self._flows.popitem(last=False)[1][1]
             self._changed.notify_all()
 
     def take(self, stamp_ns: int) -> Any | None:
@@ -109,7 +139,17 @@ class FlowMatcher:
         with self._changed:
             while stamp_ns not in self._flows and (remaining := deadline - time.monotonic()) > 0:
                 self._changed.wait(remaining)
-            return self._flows.pop(stamp_ns, None)
+            if stamp_ns not in self._flows:
+                return None
+            flow, size_bytes = self._flows.pop(stamp_ns)
+            self._bytes -= size_bytes
+            return flow
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the flows kept now."""
+        with self._changed:
+            return self._bytes
 
     def __len__(self) -> int:
         with self._changed:
@@ -119,8 +159,8 @@ class FlowMatcher:
 class ThrottledReporter:
     """Lets through at most one message per kind of problem per ``interval_s``, counting the rest.
 
-    The kind is the caller's kind plus the message with its numbers masked, so "step 10 is smaller
-    than 600" and "step 12 ..." share one throttle while a truncated buffer is reported on its own.
+    Only the kind (``image``, ``flow``, ...) keys the throttle, never the message, so inputs that
+    vary their content (3,000 random encoding names) still give one line per interval.
 
     Args:
         emit: called with ``(level, text)`` for each message let through.
@@ -138,7 +178,7 @@ class ThrottledReporter:
 
     def report(self, kind: str, message: str, level: str = "warning") -> bool:
         """Emits ``message`` unless its kind was reported within the interval; returns whether it did."""
-        key = f"{kind}:{re.sub(r'[0-9]+', '#', message)}"
+        key = kind
         now = self.clock()
         with self._lock:
             last, held = self._last.get(key, (-1e18, 0))
@@ -150,6 +190,30 @@ class ThrottledReporter:
         return True
 
 
+class ReorderGuard:
+    """Tells a frame slightly out of order (drop it) from a real jump back in time (reset).
+
+    Args:
+        tolerance_ns: a frame older than the last accepted one by at most this is late; an older
+            one means the stream restarted (a bag loop), and is accepted so the tracker resets.
+    """
+
+    def __init__(self, tolerance_ns: int) -> None:
+        self.tolerance_ns = tolerance_ns
+        self._last_ns: int | None = None
+
+    def accept(self, stamp_ns: int) -> bool:
+        """False for a late frame (within the tolerance); True otherwise, remembering its stamp."""
+        if self._last_ns is not None and self._last_ns - self.tolerance_ns <= stamp_ns < self._last_ns:
+            return False
+        self._last_ns = stamp_ns
+        return True
+
+    def forget(self) -> None:
+        """After a reset: the next frame is accepted whatever its stamp."""
+        self._last_ns = None
+
+
 class StreamStatistics:
     """Counters and recent per-stage latencies of one stream, as reported on ``/diagnostics``."""
 
@@ -157,6 +221,7 @@ class StreamStatistics:
         self.received = 0
         self.processed = 0
         self.dropped = 0
+        self.out_of_order = 0
         self.flow_missing = 0
         self.rejected: dict[str, int] = {}
         self.epoch = 0
@@ -172,7 +237,7 @@ class StreamStatistics:
             self._arrivals.append(now_s)
 
     def count(self, counter: str, amount: int = 1) -> None:
-        """Adds to ``dropped`` or ``flow_missing``."""
+        """Adds to ``dropped``, ``out_of_order`` or ``flow_missing``."""
         with self._lock:
             setattr(self, counter, getattr(self, counter) + amount)
 
@@ -200,7 +265,7 @@ class StreamStatistics:
     def problems(self) -> int:
         """Dropped plus rejected frames."""
         with self._lock:
-            return self.dropped + sum(self.rejected.values())
+            return self.dropped + self.out_of_order + sum(self.rejected.values())
 
     def summary(self) -> str:
         """One line: processed, dropped, rejected."""
@@ -215,6 +280,7 @@ class StreamStatistics:
                 ("frames received", self.received),
                 ("frames processed", self.processed),
                 ("frames dropped", self.dropped),
+                ("out_of_order", self.out_of_order),
                 ("flow missing", self.flow_missing),
                 ("input rate hz", f"{rate:.2f}"),
                 ("tracker epoch", self.epoch),

@@ -70,3 +70,29 @@ def test_out_of_range_overrides_are_refused_at_configure_with_the_key(make_node)
     assert "tracker.max_age_s" in refused
     with pytest.raises(ConfigError, match="parameter tracker.max_age_s"):
         config_from_parameters(node, refused)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"tracker.max_agee": 3.0}, "unknown parameter tracker.max_agee \\(did you mean tracker.max_age_s"),
+    ({"trackr.max_age_s": 3.0}, "unknown parameter trackr.max_age_s \\(did you mean tracker.max_age_s"),
+    ({"node.mdoe": "replay"}, "unknown parameter node.mdoe \\(did you mean node.mode"),
+])
+def test_typos_are_refused_at_configure_with_the_closest_names(make_node, overrides, message):
+    node = make_node(**overrides)
+    with pytest.raises(ConfigError, match=message):
+        config_from_parameters(node, declare_config_parameters(node))
+
+
+def test_qos_overrides_and_ros_parameters_are_not_typos(make_node):
+    node = make_node(**{"qos_overrides./camera/image.subscription.reliability": "reliable", "use_sim_time": False})
+    config_from_parameters(node, declare_config_parameters(node))
+
+
+def test_a_refused_parameter_can_be_corrected_and_configure_then_succeeds(make_node):
+    node = make_node(**{"tracker.max_age_s": -1.0})
+    refused = declare_config_parameters(node)
+    with pytest.raises(ConfigError, match="parameter tracker.max_age_s"):
+        config_from_parameters(node, refused)
+    assert not node.set_parameters([Parameter("tracker.max_age_s", value=-2.0)])[0].successful  # still out of range
+    assert node.set_parameters([Parameter("tracker.max_age_s", value=2.0)])[0].successful
+    assert config_from_parameters(node, refused).tracker.max_age_s == 2.0

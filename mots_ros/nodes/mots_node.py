@@ -47,7 +47,14 @@ from mots_ros.ros_conversions import (
     rgb_to_image,
     stamp_to_ns,
 )
-from mots_ros.streaming import FlowMatcher, FrameQueue, StreamStatistics, ThrottledReporter
+from mots_ros.streaming import (
+    FlowMatcher,
+    FrameQueue,
+    ReorderGuard,
+    StreamStatistics,
+    ThrottledReporter,
+    check_log_path,
+)
 
 NODE_STAGES_BEFORE = ("queued", "decode")  # timed by the node around the pipeline's own stages
 NODE_STAGES_AFTER = ("publish", "total")
@@ -70,6 +77,7 @@ class MotsNode(LifecycleNode):
         self._reset_service = None
         self._queue: FrameQueue | None = None
         self._flows: FlowMatcher | None = None
+        self._order: ReorderGuard | None = None
         self._worker: threading.Thread | None = None
         self._activated_at = 0.0
         self._first_image_seen = False
@@ -88,6 +96,8 @@ class MotsNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.config = config_from_parameters(self, self._refused)
+            if self.config.node.latency_log:
+                check_log_path("node.latency_log", self.config.node.latency_log)
             self.pipeline = MotsPipeline.from_config(self.config)
         except MotsError as err:
             self.get_logger().error(f"configure refused: {err}")
@@ -115,13 +125,29 @@ class MotsNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # rclpy swallows an exception raised here and leaves the node half-active: catch, log, undo.
+        try:
+            return self._activate(state)
+        except Exception as err:
+            self.get_logger().error(f"activate failed: {type(err).__name__}: {err}")
+            self._stop_processing()
+            return TransitionCallbackReturn.FAILURE
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error while in {state.label}: processing stopped; the node is unconfigured")
+        self._stop_processing()
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         node_config = self.config.node
         live = node_config.mode == "live"
         qos = qos_profile_sensor_data if live else QoSProfile(
             reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=node_config.replay_queue_size)
         overrides = QoSOverridingOptions.with_default_policies()
-        self._queue = FrameQueue(node_config.mode)
-        self._flows = FlowMatcher(node_config.flow_timeout_s)
+        self._queue = FrameQueue(node_config.mode, capacity=node_config.replay_queue_size)
+        self._flows = FlowMatcher(node_config.flow_timeout_s, max_bytes=node_config.flow_buffer_mib << 20)
+        self._order = ReorderGuard(int(node_config.reorder_tolerance_s * 1e9))
         try:
             if node_config.image_transport == "compressed":
                 self._inputs.append(self.create_subscription(
@@ -196,9 +222,10 @@ class MotsNode(LifecycleNode):
         dropped, waiting = self._queue.put((msg, time.perf_counter()))
         if dropped:
             self._stats.count("dropped", dropped)
-        if waiting > self.config.node.replay_queue_size:
-            self._reporter.report("backlog", f"{waiting} frames wait for processing: the input is faster than the node "
-                                  "(replay mode keeps them all; slow the player down or use live mode)")
+        if dropped and self._queue.mode == "replay":
+            self._reporter.report("backlog", f"replay queue full ({waiting} frames, node.replay_queue_size): frame "
+                                  "dropped and counted; the input is faster than the node (slow the player down, "
+                                  "or replay with --wait-for-tracks)")
 
     def _work(self, queue: FrameQueue) -> None:
         while not queue.closed:
@@ -207,7 +234,12 @@ class MotsNode(LifecycleNode):
                 self._process_safely(*item)
 
     def _on_flow(self, msg) -> None:
-        self._flows.add(stamp_to_ns(msg.header.stamp), msg)
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+        except MotsError as err:
+            self._reject("flow", f"flow ignored: {err}")
+            return
+        self._flows.add(stamp_ns, msg, len(msg.data))
 
     def _take_flow(self, stamp_ns: int):
         """The decoded flow of this stamp, or None; its size and values are checked by the pipeline."""
@@ -244,7 +276,19 @@ class MotsNode(LifecycleNode):
             self._reject("image", f"image skipped: {err}")
             return
         decoded = time.perf_counter()
-        stamp_ns = stamp_to_ns(msg.header.stamp)
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+        except MotsError as err:
+            self._reject("stamp", f"image skipped: {err}")
+            return
+        if not self._order.accept(stamp_ns):
+            self._stats.count("out_of_order")
+            self._reporter.report("out_of_order", f"image stamped {stamp_ns} is older than the last processed one by "
+                                  f"at most node.reorder_tolerance_s ({node_config.reorder_tolerance_s} s): dropped")
+            return
+        if node_config.image_transport != "compressed" and len(msg.data) > msg.step * msg.height:
+            self._reporter.report("image_padding", f"image data has {len(msg.data)} bytes, more than step x height = "
+                                  f"{msg.step * msg.height}; the extra bytes are ignored")
         flow = self._take_flow(stamp_ns) if node_config.use_flow else None
         try:
             with self._pipeline_lock:
@@ -277,6 +321,8 @@ class MotsNode(LifecycleNode):
                 return response
             self.pipeline.reset()
             epoch = self.pipeline.tracker.epoch
+            if self._order is not None:
+                self._order.forget()
         self.get_logger().info(f"tracker reset on request; epoch {epoch}")
         response.success, response.message = True, f"tracker reset; epoch {epoch}"
         return response

@@ -10,6 +10,8 @@ with a deprecation warning.
 
 from __future__ import annotations
 
+import difflib
+
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
@@ -53,7 +55,11 @@ def _parameters_to_declare(node: Node) -> list[tuple[str, object, object]]:
 
 
 def declare_config_parameters(node: Node) -> dict[str, str]:
-    """Declares one parameter per config leaf; returns ``{name: reason}`` for refused overrides."""
+    """Declares one parameter per config leaf; returns ``{name: reason}`` for refused overrides.
+
+    The dict stays live: setting a refused parameter to a valid value removes its entry, so the
+    next configure can succeed.
+    """
     refused: dict[str, str] = {}
     for name, default, item in _parameters_to_declare(node):
         descriptor = _descriptor(name, default, item)
@@ -62,11 +68,11 @@ def declare_config_parameters(node: Node) -> dict[str, str]:
         except (InvalidParameterValueException, InvalidParameterTypeException) as err:
             refused[name] = str(err)
             node.declare_parameter(name, default, descriptor, ignore_override=True)
-    node.add_on_set_parameters_callback(_validate_changes)
+    node.add_on_set_parameters_callback(lambda parameters: _validate_changes(parameters, refused))
     return refused
 
 
-def _validate_changes(parameters) -> SetParametersResult:
+def _validate_changes(parameters, refused: dict[str, str]) -> SetParametersResult:
     fields = {name: item for name, _, item in flat_fields(Config())}
     for parameter in parameters:
         item = fields.get(parameter.name)
@@ -76,7 +82,20 @@ def _validate_changes(parameters) -> SetParametersResult:
             check_value(parameter.name, parameter.value, item)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
+    for parameter in parameters:
+        refused.pop(parameter.name, None)  # corrected: the next configure reads the new value
     return SetParametersResult(successful=True, reason="applies at the next configure")
+
+
+#: Parameters every rclpy node may have that are not ours.
+_ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def unknown_parameters(node: Node) -> list[str]:
+    """Names given in a params file or ``-p`` that are no setting (typos: ``tracker.max_agee``)."""
+    declared = {name for name, _, _ in _parameters_to_declare(node)}
+    return sorted(name for name in node._parameter_overrides
+                  if name not in declared and name not in _ROS_PARAMETERS and not name.startswith("qos_overrides."))
 
 
 def config_from_parameters(node: Node, refused: dict[str, str]) -> Config:
@@ -88,6 +107,13 @@ def config_from_parameters(node: Node, refused: dict[str, str]) -> Config:
     if refused:
         name, reason = next(iter(refused.items()))
         raise ConfigError(f"parameter {name}: {reason}")
+    unknown = unknown_parameters(node)
+    if unknown:
+        known = [name for name, _ in leaf_values(Config())]
+        hints = [name + (f" (did you mean {' or '.join(close)}?)" if (close := difflib.get_close_matches(name, known, 2))
+                         else "") for name in unknown]
+        raise ConfigError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                          "every setting is listed in config/car.yaml")
     values: dict[str, dict] = {}
     for name, _, _ in _parameters_to_declare(node):
         value = node.get_parameter(name).value
