@@ -31,7 +31,7 @@ def stamp_to_ns(sec: int, nanosec: int) -> int:
         InputError: ``nanosec`` is not in [0, 10⁹): such a stamp would read as a later second.
     """
     if not 0 <= int(nanosec) < 1_000_000_000:
-        raise InputError(f"stamp nanosec {nanosec} is out of range [0, 999999999]")
+        raise InputError(f"stamp nanosec {nanosec} is out of range [0, 999999999]", kind="stamp")
     return int(sec) * 1_000_000_000 + int(nanosec)
 
 

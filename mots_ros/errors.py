@@ -10,7 +10,17 @@ class MotsError(Exception):
 
 
 class InputError(MotsError, ValueError):
-    """A frame, image, flow field or mask that cannot be processed."""
+    """A frame, image, flow field or mask that cannot be processed.
+
+    Args:
+        message: what is wrong, naming the field.
+        kind: the kind of problem (``encoding``, ``step``, ``length``, ``size``, ``header``, ...),
+            which keys the node's log throttle: the message itself may vary without bound.
+    """
+
+    def __init__(self, message: str, *, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ConfigError(MotsError, ValueError):

@@ -23,20 +23,21 @@ DEFAULT_MAX_PIXELS = 33_554_432  # 8192 x 4096
 def check_image(image_rgb: np.ndarray, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raises InputError unless ``image_rgb`` is a non-empty ``(H, W, 3) uint8`` array of sane size."""
     if not isinstance(image_rgb, np.ndarray):
-        raise InputError(f"image must be a numpy array, got {type(image_rgb).__name__}")
+        raise InputError(f"image must be a numpy array, got {type(image_rgb).__name__}", kind="array")
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise InputError(f"image must be (H, W, 3) RGB, got shape {image_rgb.shape}")
+        raise InputError(f"image must be (H, W, 3) RGB, got shape {image_rgb.shape}", kind="shape")
     if image_rgb.dtype != np.uint8:
-        raise InputError(f"image must be uint8, got {image_rgb.dtype}")
+        raise InputError(f"image must be uint8, got {image_rgb.dtype}", kind="dtype")
     height, width = image_rgb.shape[:2]
     _check_size(height, width, max_pixels)
 
 
 def _check_size(height: int, width: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
-        raise InputError(f"image size {height}x{width} is empty")
+        raise InputError(f"image size {height}x{width} is empty", kind="empty")
     if height * width > max_pixels:
-        raise InputError(f"image size {height}x{width} exceeds the limit of {max_pixels} pixels (node.max_image_pixels)")
+        raise InputError(f"image size {height}x{width} exceeds the limit of {max_pixels} pixels (node.max_image_pixels)",
+                         kind="size")
 
 
 def decode_image(
@@ -57,17 +58,20 @@ def decode_image(
         InputError: unknown encoding, empty or oversized image, or a step/length that does not fit.
     """
     if encoding not in IMAGE_ENCODINGS:
-        raise InputError(f"unsupported image encoding {encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
+        raise InputError(f"unsupported image encoding {encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}",
+                         kind="encoding")
     _check_size(height, width, max_pixels)
     channels, is_bgr = IMAGE_ENCODINGS[encoding]
     row_bytes = width * channels
     if step < row_bytes:
-        raise InputError(f"image step {step} is smaller than width*channels = {row_bytes} for {encoding} {height}x{width}")
+        raise InputError(f"image step {step} is smaller than width*channels = {row_bytes} for {encoding} {height}x{width}",
+                         kind="step")
     buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
     needed = step * (height - 1) + row_bytes
     if buffer.size < needed:
         raise InputError(
-            f"image data has {buffer.size} bytes, expected at least {needed} for {encoding} {height}x{width} with step {step}"
+            f"image data has {buffer.size} bytes, expected at least {needed} for {encoding} {height}x{width} with step {step}",
+            kind="length",
         )
     rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes), strides=(step, 1))
     pixels = rows.reshape(height, width, channels)
@@ -224,17 +228,18 @@ def decode_compressed(data: bytes | bytearray | memoryview, *, max_pixels: int =
     """
     data = bytes(data)
     if not data:
-        raise InputError("compressed image is empty")
+        raise InputError("compressed image is empty", kind="empty")
     declared = compressed_size(data)
     if declared is None:
         raise InputError(f"compressed image of {len(data)} bytes: its size cannot be read from the header, so it is "
-                         "not decoded (JPEG, PNG, WebP, BMP, PNM and TIFF are read)")
+                         "not decoded (JPEG, PNG, WebP, BMP, PNM and TIFF are read)", kind="header")
     _check_size(*declared, max_pixels)
     import cv2
 
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise InputError(f"compressed image of {len(data)} bytes could not be decoded (corrupt or unknown format)")
+        raise InputError(f"compressed image of {len(data)} bytes could not be decoded (corrupt or unknown format)",
+                         kind="decode")
     _check_size(bgr.shape[0], bgr.shape[1], max_pixels)
     return np.ascontiguousarray(bgr[..., ::-1])
 
@@ -249,15 +254,17 @@ def decode_flow(
 ) -> np.ndarray:
     """Converts a 32FC2 ``sensor_msgs/Image`` to ``(H, W, 2) float32`` flow (dx, dy) in pixels."""
     if encoding != FLOW_ENCODING:
-        raise InputError(f"flow encoding must be {FLOW_ENCODING}, got {encoding!r}")
+        raise InputError(f"flow encoding must be {FLOW_ENCODING}, got {encoding!r}", kind="encoding")
     _check_size(height, width, DEFAULT_MAX_PIXELS)
     row_bytes = width * 8
     if step < row_bytes:
-        raise InputError(f"flow step {step} is smaller than width*8 = {row_bytes} for a {height}x{width} 32FC2 image")
+        raise InputError(f"flow step {step} is smaller than width*8 = {row_bytes} for a {height}x{width} 32FC2 image",
+                         kind="step")
     buffer = np.frombuffer(data, np.uint8)
     needed = step * (height - 1) + row_bytes
     if buffer.size < needed:
-        raise InputError(f"flow data has {buffer.size} bytes, expected at least {needed} for {height}x{width} with step {step}")
+        raise InputError(f"flow data has {buffer.size} bytes, expected at least {needed} for {height}x{width} with step "
+                         f"{step}", kind="length")
     rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes), strides=(step, 1))
     dtype = np.dtype(">f4" if is_bigendian else "<f4")
     return np.ascontiguousarray(rows).view(dtype).reshape(height, width, 2).astype(np.float32)
@@ -286,6 +293,6 @@ def encode_image(image_rgb: np.ndarray, encoding: str = "rgb8") -> tuple[bytes, 
     elif encoding == "mono8":
         pixels = image_rgb.mean(axis=2).astype(np.uint8)[..., None]
     else:
-        raise InputError(f"cannot encode images as {encoding!r}")
+        raise InputError(f"cannot encode images as {encoding!r}", kind="encoding")
     pixels = np.ascontiguousarray(pixels)
     return pixels.tobytes(), pixels.shape[1] * pixels.shape[2]

@@ -224,6 +224,7 @@ class StreamStatistics:
         self.out_of_order = 0
         self.flow_missing = 0
         self.rejected: dict[str, int] = {}
+        self.noticed: dict[str, int] = {}  # inputs processed despite a problem (extra image bytes)
         self.epoch = 0
         self.active_tracks = 0
         self._latency_ms: dict[str, deque[float]] = {}
@@ -245,6 +246,11 @@ class StreamStatistics:
         """Counts a rejected input of ``kind`` (image, flow, frame, internal)."""
         with self._lock:
             self.rejected[kind] = self.rejected.get(kind, 0) + 1
+
+    def notice(self, kind: str) -> None:
+        """Counts an input processed despite a problem of ``kind`` (``image_padding``)."""
+        with self._lock:
+            self.noticed[kind] = self.noticed.get(kind, 0) + 1
 
     def frame_processed(self, latency_ms: dict[str, float], epoch: int, active_tracks: int) -> None:
         """Counts a processed frame and keeps its stage latencies (ms) in the window."""
@@ -288,6 +294,7 @@ class StreamStatistics:
                 *extra,
             ]
             values += [(f"rejected {k}", v) for k, v in sorted(self.rejected.items())]
+            values += [(f"noticed {k}", v) for k, v in sorted(self.noticed.items())]
             for stage in stages:
                 samples = self._latency_ms.get(stage)
                 if samples:

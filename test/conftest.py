@@ -27,6 +27,22 @@ def mots20() -> Path:
     return MOTS20
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Random-weight checkpoints (SE width 0.25 as se.pth, PointTrack as pt.pth) for node tests."""
+    import torch
+
+    from mots_ros.checkpoints import save_checkpoint
+    from mots_ros.embedding import PointTrackNet
+    from mots_ros.segmentation import SpatialEmbeddingNet
+
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    save_checkpoint(SpatialEmbeddingNet(width=0.25), folder / "se.pth", build={})
+    save_checkpoint(PointTrackNet(), folder / "pt.pth", build={})
+    return folder
+
+
 def load_manifest(name: str) -> list[tuple[str, list[int]]]:
     """``(key without 'module.', shape)`` of a reference state-dict manifest, in order."""
     path = REFERENCE / name

@@ -12,33 +12,20 @@ import time
 import numpy as np
 import pytest
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from mots_ros.checkpoints import save_checkpoint
-from mots_ros.embedding import PointTrackNet
 from mots_ros.msg import TrackedInstanceArray
 from mots_ros.ros_conversions import rgb_to_image
-from mots_ros.segmentation import SpatialEmbeddingNet
 from ros_support import Process
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, depth=50)
 HEIGHT, WIDTH = 96, 160
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_checkpoint(SpatialEmbeddingNet(width=0.25), folder / "se.pth", build={})
-    save_checkpoint(PointTrackNet(), folder / "pt.pth", build={})
-    return folder
 
 
 def write_params(path, models, **node):

@@ -252,7 +252,7 @@ class MotsNode(LifecycleNode):
         try:
             return flow_to_array(msg)
         except MotsError as err:
-            self._reject("flow", f"flow ignored: {err}")
+            self._reject("flow", f"flow ignored: {err}", detail=getattr(err, "kind", ""))
             return None
 
     # ------------------------------------------------------------------ processing
@@ -273,7 +273,7 @@ class MotsNode(LifecycleNode):
             else:
                 image = image_to_rgb(msg, max_pixels=node_config.max_image_pixels)
         except MotsError as err:
-            self._reject("image", f"image skipped: {err}")
+            self._reject("image", f"image skipped: {err}", detail=getattr(err, "kind", ""))
             return
         decoded = time.perf_counter()
         try:
@@ -287,6 +287,7 @@ class MotsNode(LifecycleNode):
                                   f"at most node.reorder_tolerance_s ({node_config.reorder_tolerance_s} s): dropped")
             return
         if node_config.image_transport != "compressed" and len(msg.data) > msg.step * msg.height:
+            self._stats.notice("image_padding")
             self._reporter.report("image_padding", f"image data has {len(msg.data)} bytes, more than step x height = "
                                   f"{msg.step * msg.height}; the extra bytes are ignored")
         flow = self._take_flow(stamp_ns) if node_config.use_flow else None
@@ -299,7 +300,7 @@ class MotsNode(LifecycleNode):
             self._reject("frame", f"frame skipped: {err}")
             return
         if result.flow_problem is not None:
-            self._reject("flow", f"flow ignored: {result.flow_problem}")
+            self._reject("flow", f"flow ignored: {result.flow_problem}", detail="values")
         publish_start = time.perf_counter()
         self._outputs["tracks"].publish(result_to_message(result, msg.header))
         if self._outputs["instance_ids"].get_subscription_count() > 0:
@@ -328,9 +329,10 @@ class MotsNode(LifecycleNode):
         return response
 
     # ------------------------------------------------------------------ reporting
-    def _reject(self, kind: str, message: str, level: str = "warning") -> None:
+    def _reject(self, kind: str, message: str, level: str = "warning", detail: str = "") -> None:
+        """Counts a rejection of ``kind`` on /diagnostics; the log throttle is per kind and detail."""
         self._stats.reject(kind)
-        self._reporter.report(kind, message, level)
+        self._reporter.report(f"{kind}:{detail}" if detail else kind, message, level)
 
     def _log(self, level: str, text: str) -> None:
         # rclpy ties a severity to each call site, so every severity gets its own line here.
