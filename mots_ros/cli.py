@@ -187,6 +187,14 @@ def cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     if not args.params_file.is_file():
         raise MotsError(f"params file {args.params_file} does not exist")
+    import yaml
+
+    try:
+        yaml.safe_load(args.params_file.read_text())
+    except yaml.YAMLError as err:  # rclpy would print a traceback for it
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise MotsError(f"params file {args.params_file} is not valid YAML{at}: {getattr(err, 'problem', err)}") from err
     run_nodes(args.params_file, args.namespace, args.name, _ros_args(ros_args))
     return 0
 

@@ -58,9 +58,14 @@ def model_file(config: Config, network: str, kind: str) -> Path:
             source = default_model_path(network, config.segmentation.class_id, ".pth")
     else:
         source = Path(weights).expanduser()
+        if source.is_dir():
+            raise ConfigError(f"{network}.weights: {source} is a directory; give the model file in it")
         if not source.is_file():
             raise ConfigError(f"{network}.weights: file {source} does not exist")
+        if source.stat().st_size == 0:
+            raise ConfigError(f"{network}.weights: {source} is empty (0 bytes)")
     if kind == "onnx" and source.suffix == ".onnx":
+        check_onnx_signature(source, network)
         return source
     if kind == "checkpoint":
         if source.suffix == ".onnx":
@@ -68,6 +73,37 @@ def model_file(config: Config, network: str, kind: str) -> Path:
                                "Use backend onnxruntime or tensorrt, or give the checkpoint")
         return source
     return _exported_onnx(source, network, config)
+
+
+#: What each network's ONNX file takes and gives: (input ranks, output rank), as exported here.
+ONNX_SIGNATURES = {"segmentation": ((4,), 4), "embedding": ((3, 2), 2)}
+
+
+def check_onnx_signature(path: Path, network: str) -> None:
+    """Refuses an ONNX file whose inputs and output do not have the network's ranks.
+
+    A PointTrack file given as ``segmentation.weights`` (or the reverse) then fails at configure,
+    naming what it found, instead of failing on every frame. Needs the ``onnx`` package; without it
+    the check is skipped (the first frame then tells).
+    """
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as err:  # onnx raises DecodeError and others for files that are not ONNX
+        raise ConfigError(f"{network}.weights: {path} is not an ONNX model ({type(err).__name__}: {err})") from err
+    initialisers = {i.name for i in graph.initializer}
+    inputs = [(i.name, len(i.type.tensor_type.shape.dim)) for i in graph.input if i.name not in initialisers]
+    outputs = [(o.name, len(o.type.tensor_type.shape.dim)) for o in graph.output]
+    input_ranks, output_rank = ONNX_SIGNATURES[network]
+    if tuple(rank for _, rank in inputs) != input_ranks or not outputs or outputs[0][1] != output_rank:
+        found = ", ".join(f"{name} (rank {rank})" for name, rank in inputs)
+        other = next((n for n, sig in ONNX_SIGNATURES.items() if n != network and sig[0] == tuple(r for _, r in inputs)), None)
+        hint = f"; that is the {other} network's layout" if other else ""
+        raise ConfigError(f"{network}.weights: {path} takes {found} and gives rank {outputs[0][1] if outputs else '-'}; "
+                          f"a {network} network takes inputs of ranks {input_ranks} and gives rank {output_rank}{hint}")
 
 
 def _exported_onnx(checkpoint: Path, network: str, config: Config) -> Path:

@@ -124,3 +124,11 @@ def test_own_format_round_trip_rebuilds_the_model_size(tmp_path):
     assert all(torch.equal(v, rebuilt.state_dict()[k]) for k, v in model.state_dict().items())
     save_checkpoint(PointTrackNet(), tmp_path / "emb.pth", build={"model": "PointTrackNet"})
     assert isinstance(build_embedding_network(tmp_path / "emb.pth"), PointTrackNet)
+
+
+def test_empty_files_and_folders_are_named_as_such(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pth is empty \\(0 bytes\\)"):
+        load_checkpoint(PointTrackNet(), tmp_path / "empty.pth")
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
+        load_checkpoint(PointTrackNet(), tmp_path)

@@ -46,3 +46,10 @@ def test_errors_are_one_line_with_status_2(extra, message, tmp_path, capsys):
     code = main(["oracle", "--data", str(tmp_path), "--out", str(tmp_path / "out"), *extra])
     error = capsys.readouterr().err
     assert code == 2 and message in error and "Traceback" not in error
+
+
+def test_a_params_file_that_is_not_yaml_is_one_line(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("/**:\n  ros__parameters:\n    node: {mode: [live\n")
+    code = main(["run", "--params-file", str(tmp_path / "params.yaml")])
+    error = capsys.readouterr().err
+    assert code == 2 and "params.yaml is not valid YAML at line" in error and "Traceback" not in error

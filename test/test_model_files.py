@@ -34,3 +34,21 @@ def test_users_files_are_checked_and_a_checkpoint_is_exported_once(tmp_path):
     modified = exported.stat().st_mtime_ns
     assert model_file(config, "segmentation", "onnx") == exported and exported.stat().st_mtime_ns == modified
     assert build_segmentation_network(tmp_path / "se.pth").width == 0.25  # the size is read from the file
+
+
+def test_files_that_are_not_what_they_claim_are_refused_at_build_time(tmp_path):
+    from mots_ros.pipeline import MotsPipeline
+
+    pointtrack = model_file(preset("car"), "embedding", "onnx")
+    config = preset("car").replace(**{"segmentation.weights": str(pointtrack), "inference.backend": "onnxruntime"})
+    with pytest.raises(ConfigError, match="segmentation.weights: .* takes points \\(rank 3\\), boxes \\(rank 2\\).*that is the "
+                                          "embedding network's layout"):
+        MotsPipeline.from_config(config)
+    with pytest.raises(ConfigError, match="segmentation.weights: .* is a directory; give the model file in it"):
+        model_file(preset("car").replace(**{"segmentation.weights": str(tmp_path)}), "segmentation", "onnx")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ConfigError, match="empty.pth is empty \\(0 bytes\\)"):
+        model_file(preset("car").replace(**{"embedding.weights": str(tmp_path / "empty.pth")}), "embedding", "checkpoint")
+    (tmp_path / "text.onnx").write_text("not a model")
+    with pytest.raises(ConfigError, match="text.onnx is not an ONNX model"):
+        model_file(preset("car").replace(**{"embedding.weights": str(tmp_path / "text.onnx")}), "embedding", "onnx")
