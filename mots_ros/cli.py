@@ -112,7 +112,9 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from mots_ros.evaluation import evaluate, save_result
 
-    result = evaluate(args.gt, args.results, seqmap=args.seqmap, classes=args.classes)
+    if args.seqmap and (args.first is not None or args.last is not None):
+        raise MotsError("give --seqmap or --first/--last, not both (the seqmap names each sequence's frames)")
+    result = evaluate(args.gt, args.results, seqmap=args.seqmap, classes=args.classes, first=args.first, last=args.last)
     print(result.table())
     out = args.json or Path(args.results) / "metrics.json"
     save_result(result, out)
@@ -321,7 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add_command in (_add_track_command, _add_oracle_command, _add_eval_command, _add_synth_command, _add_train_command, _add_run_command, _add_bag_command, _add_record_command, _add_export_command, _add_demo_command, _add_soak_command, _add_bench_command):
         add_command(sub)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's help shows each option's default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+                _show_defaults(subparser)
 
 
 def _add_track_command(sub) -> None:
@@ -354,6 +366,8 @@ def _add_eval_command(sub) -> None:
     evaluation.add_argument("--gt", type=Path, required=True, help="ground-truth folder (instances_txt/<seq>.txt or <seq>.txt)")
     evaluation.add_argument("--results", type=Path, required=True, help="folder of <seq>.txt results")
     evaluation.add_argument("--seqmap", type=Path, help="sequences and frame ranges to score")
+    evaluation.add_argument("--first", type=int, help="score from this frame number on (every sequence; no seqmap)")
+    evaluation.add_argument("--last", type=int, help="score up to this frame number (every sequence; no seqmap)")
     evaluation.add_argument("--classes", nargs="*", choices=("car", "pedestrian"), help="classes (default: those in the GT)")
     evaluation.add_argument("--json", type=Path, help="where to write the metrics JSON (default: <results>/metrics.json)")
     evaluation.set_defaults(handler=cmd_eval)
@@ -366,9 +380,9 @@ def _add_synth_command(sub) -> None:
     synth.add_argument("--frames", type=int, default=100, help="frames per sequence")
     synth.add_argument("--seed", type=int, default=0, help="seed of the first sequence (then +1 per sequence)")
     synth.add_argument("--first-name", type=int, default=0, help="number of the first sequence's name (0000)")
-    synth.add_argument("--height", type=int, default=375)
-    synth.add_argument("--width", type=int, default=1242)
-    synth.add_argument("--fps", type=float, default=10.0)
+    synth.add_argument("--height", type=int, default=375, help="image height in pixels (KITTI's)")
+    synth.add_argument("--width", type=int, default=1242, help="image width in pixels (KITTI's)")
+    synth.add_argument("--fps", type=float, default=10.0, help="frame rate, which sets the motion per frame")
     synth.add_argument("--flow", action="store_true", help="also write flow/<seq>/NNNNNN.npy (previous -> this frame)")
     synth.set_defaults(handler=cmd_synth)
 
@@ -383,23 +397,25 @@ def _add_train_command(sub) -> None:
     train.add_argument("--fps", type=float, default=10.0, help="frame rate of the data, for stamps (calibrate)")
     train.add_argument("--sequences", nargs="*", help="NAME or NAME:FIRST-LAST selections (default: all)")
     train.add_argument("--class-id", type=int, default=1, choices=(1, 2), help="1 car, 2 pedestrian")
-    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--steps", type=int, default=3000, help="optimiser steps (a resumed run counts on)")
     train.add_argument("--lr", type=float, help="learning rate (default: 5e-4 segmentation, 2e-3 embedding)")
     train.add_argument("--init", help="start from this checkpoint")
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the sampling")
     train.add_argument("--threads", type=int, help="CPU threads")
     segmentation = train.add_argument_group("segmentation")
     segmentation.add_argument("--width", type=float, default=0.5, help="channel width multiplier")
-    segmentation.add_argument("--crop", type=int, nargs=2, default=(160, 640), metavar=("H", "W"))
+    segmentation.add_argument("--crop", type=int, nargs=2, default=(160, 640), metavar=("H", "W"), help="training crop size")
     segmentation.add_argument("--random-crops", action="store_true", help="random crops instead of instance-centred (stage 2)")
-    segmentation.add_argument("--batch-size", type=int, default=4)
-    segmentation.add_argument("--schedule", choices=("constant", "poly"), default="constant")
-    segmentation.add_argument("--foreground-weight", type=float, default=10.0)
+    segmentation.add_argument("--batch-size", type=int, default=4, help="crops per step")
+    segmentation.add_argument("--schedule", choices=("constant", "poly"), default="constant", help="learning-rate schedule")
+    segmentation.add_argument("--foreground-weight", type=float, default=10.0,
+                              help="seed-loss weight of foreground pixels (spec: 10 cars, 50 pedestrians)")
     segmentation.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics frozen (stage 2)")
     embedding = train.add_argument_group("embedding")
-    embedding.add_argument("--instances-per-step", type=int, default=24)
-    embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"))
+    embedding.add_argument("--instances-per-step", type=int, default=24, help="instances per step (spec: 24)")
+    embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"),
+                           help="foreground and environment points per instance")
     embedding.add_argument("--balanced", action="store_true", help="shuffle-group sampling: draw instances evenly across sequences")
     train.set_defaults(handler=cmd_train)
 
@@ -420,13 +436,13 @@ def _add_bag_command(sub) -> None:
     from_images.add_argument("--out", type=Path, required=True, help="bag folder to create")
     from_images.add_argument("--fps", type=float, default=10.0, help="sequence rate (stamps follow frame numbers)")
     from_images.add_argument("--flow", type=Path, help="folder of <frame>.npy flows to write on /camera/flow")
-    from_images.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default="rgb8")
+    from_images.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default="rgb8", help="raw image encoding")
     from_images.add_argument("--compressed", action="store_true", help="PNG CompressedImage instead of raw")
-    from_images.add_argument("--first", type=int)
-    from_images.add_argument("--last", type=int)
+    from_images.add_argument("--first", type=int, help="first frame number to write")
+    from_images.add_argument("--last", type=int, help="last frame number to write")
     from_images.set_defaults(handler=cmd_bag_from_images)
     replay = bag_sub.add_parser("replay", help="publish a bag onto live topics")
-    replay.add_argument("bag", type=Path)
+    replay.add_argument("bag", type=Path, help="rosbag2 folder")
     replay.add_argument("--rate", type=float, default=1.0, help="speed factor over the recorded timing")
     replay.add_argument("--fast", action="store_true", help="as fast as possible (no pacing)")
     replay.add_argument("--topics", nargs="*", help="topics to publish (default: all)")
@@ -437,14 +453,14 @@ def _add_bag_command(sub) -> None:
     replay.add_argument("--loops", type=int, default=1, help="play the bag this many times (stamps jump back each time)")
     replay.set_defaults(handler=cmd_bag_replay, takes_ros_args=True)
     bag_eval = bag_sub.add_parser("eval", help="run the pipeline on every frame of a bag offline and score it")
-    bag_eval.add_argument("--bag", type=Path, required=True)
+    bag_eval.add_argument("--bag", type=Path, required=True, help="rosbag2 folder")
     bag_eval.add_argument("--gt", type=Path, required=True, help="ground-truth folder")
     bag_eval.add_argument("--out", type=Path, required=True, help="folder for <seq>.txt and metrics.json")
     bag_eval.add_argument("--sequence", help="sequence name (default: from the bag)")
     bag_eval.add_argument("--fps", type=float, help="frame rate (default: from the bag)")
     bag_eval.add_argument("--seqmap", type=Path, help="frames to score (default: the bag's frames)")
-    bag_eval.add_argument("--first", type=int)
-    bag_eval.add_argument("--last", type=int)
+    bag_eval.add_argument("--first", type=int, help="first frame number to score")
+    bag_eval.add_argument("--last", type=int, help="last frame number to score")
     _add_config_arguments(bag_eval)
     bag_eval.set_defaults(handler=cmd_bag_eval)
 
@@ -473,7 +489,7 @@ def _add_export_command(sub) -> None:
     export_onnx.set_defaults(handler=cmd_export_onnx)
     export_engine = export_sub.add_parser("engine", help="build and cache a TensorRT engine now (build_only)")
     export_engine.add_argument("--onnx", type=Path, required=True, help="exported network")
-    export_engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    export_engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")
     export_engine.add_argument("--height", type=int, help="image height for a dynamic-size segmentation export")
     export_engine.add_argument("--width", type=int, help="image width for a dynamic-size segmentation export")
     export_engine.add_argument("--calibration-images", type=Path, help="image folder for int8 calibration")
@@ -498,7 +514,7 @@ def _add_soak_command(sub) -> None:
     soak = sub.add_parser("soak", help="thousands of frames through the node: latency per stage, drops, memory")
     soak.add_argument("--out", type=Path, default=Path("benchmarks/soak"), help="output folder")
     soak.add_argument("--frames", type=int, default=2000, help="frames per mode (a 100-frame bag, looped)")
-    soak.add_argument("--modes", nargs="+", choices=("replay", "live"), default=["replay", "live"])
+    soak.add_argument("--modes", nargs="+", choices=("replay", "live"), default=["replay", "live"], help="node modes to soak")
     soak.add_argument("--params-file", type=Path, help="node params (default: config/car.yaml)")
     soak.set_defaults(handler=cmd_soak)
 

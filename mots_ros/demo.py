@@ -80,7 +80,9 @@ def run_demo(out: Path, *, data: Path | None = None, sequence: str | None = None
         recorder.wait_for("ready:", 60)
         player = ChildProcess("replay", ["bag", "replay", str(bag), "--fast", "--wait-for-tracks", "/camera/tracks",
                                    "--topics", "/camera/image", "/camera/camera_info"], logs, env)
-        player.wait(1800)
+        total = len(frame_numbers)
+        player.wait_reporting(1800, "progress:", lambda line: print(
+            f"[demo] {line.split()[1]}/{total} frames through the node", flush=True))
         recorder.wait(120)
     finally:
         for child in (player, recorder, node):

@@ -9,6 +9,7 @@ both layouts, 1-based frames and excerpts (a seqmap starting mid-sequence) go th
 from __future__ import annotations
 
 import contextlib
+import logging
 import io
 import json
 import os
@@ -44,6 +45,8 @@ METRICS = (
     ("FN", "CLEAR", "CLR_FN", 1.0),
 )
 COMBINED = "COMBINED"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,6 +107,8 @@ def evaluate(
     *,
     seqmap: str | os.PathLike | None = None,
     classes: list[str] | None = None,
+    first: int | None = None,
+    last: int | None = None,
 ) -> EvaluationResult:
     """Scores tracker results against ground truth.
 
@@ -113,6 +118,8 @@ def evaluate(
         seqmap: sequences and frame ranges to score; default: every ground-truth sequence over
             the frames that either side annotates.
         classes: ``car`` and/or ``pedestrian``; default: the classes present in the ground truth.
+        first, last: without a seqmap, score only the frames from ``first`` to ``last`` (each end
+            open when None) of every sequence: an excerpt, with no hand-written seqmap.
 
     Raises:
         FormatError: a missing or malformed file, named with its line.
@@ -126,6 +133,7 @@ def evaluate(
         tmp = Path(tmp)
         seq_info = {}
         present_classes: set[int] = set()
+        result_classes: dict[int, int] = {}
         for entry in entries:
             gt_path = find_ground_truth(gt_dir, entry.name)
             if gt_path is None:
@@ -135,15 +143,24 @@ def evaluate(
                 raise FormatError(f"{results_dir}: no results for sequence {entry.name} (expected {result_path.name})")
             gt = read_instance_png_folder(gt_path) if gt_path.is_dir() else read_mots_txt(gt_path)
             results = read_mots_txt(result_path)
-            first, last = entry.first_frame, entry.last_frame
-            if first < 0:
+            start, end = entry.first_frame, entry.last_frame
+            if start < 0:
                 frames = [r.frame for r in gt + results]
-                first = 0 if not frames or min(frames) == 0 else 1
-                last = max(frames, default=first)
+                start = 0 if not frames or min(frames) == 0 else 1
+                end = max(frames, default=start)
+                start, end = start if first is None else first, end if last is None else last
             present_classes |= {r.class_id for r in gt if not r.is_ignore}
-            write_mots_txt(tmp / "gt" / f"{entry.name}.txt", _rebase(gt, first, last))
-            write_mots_txt(tmp / "trackers" / "mots_ros" / f"{entry.name}.txt", _rebase(results, first, last))
-            seq_info[entry.name] = last - first + 1
+            for record in results:
+                result_classes[record.class_id] = result_classes.get(record.class_id, 0) + 1
+            write_mots_txt(tmp / "gt" / f"{entry.name}.txt", _rebase(gt, start, end))
+            write_mots_txt(tmp / "trackers" / "mots_ros" / f"{entry.name}.txt", _rebase(results, start, end))
+            seq_info[entry.name] = end - start + 1
+        for class_id, count in sorted(result_classes.items()):
+            if class_id not in present_classes:
+                name = CLASS_NAMES.get(class_id, f"class {class_id}")
+                logger.warning("the results hold %d %s masks, but the ground truth has no %s: they are not scored "
+                               "(ground-truth classes: %s)", count, name, name,
+                               ", ".join(CLASS_NAMES.get(c, str(c)) for c in sorted(present_classes)) or "none")
 
         class_names = classes or [CLASS_NAMES[c] for c in sorted(present_classes) if c in CLASS_NAMES] or ["car"]
         dataset_config = {

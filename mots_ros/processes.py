@@ -56,6 +56,21 @@ class ChildProcess:
             time.sleep(0.2)
         raise MotsError(f"{self.name} did not report '{text}' within {timeout_s:.0f} s; see {self.log_path}")
 
+    def wait_reporting(self, timeout_s: float, prefix: str, report) -> int:
+        """Waits like :meth:`wait`, calling ``report(line)`` for each new log line that starts with ``prefix``."""
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while True:
+            lines = [line for line in self.log_path.read_text().splitlines() if line.startswith(prefix)]
+            for line in lines[seen:]:
+                report(line)
+            seen = len(lines)
+            if self.process.poll() is not None:
+                return self.process.returncode
+            if time.monotonic() > deadline:
+                raise MotsError(f"{self.name} did not finish within {timeout_s:.0f} s; see {self.log_path}")
+            time.sleep(0.5)
+
     def wait(self, timeout_s: float) -> int:
         try:
             return self.process.wait(timeout=timeout_s)

@@ -87,3 +87,22 @@ def test_eval_command_prints_a_table_and_writes_json(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_excerpts_need_no_seqmap_and_classes_missing_from_the_ground_truth_are_named(tmp_path, caplog):
+    import numpy as np
+
+    from mots_ros.datasets import MotsRecord, write_mots_txt
+    from mots_ros.evaluation import evaluate
+    from mots_ros.masks import encode_rle
+
+    mask = np.zeros((10, 10), bool)
+    mask[2:5, 2:5] = True
+    gt = [MotsRecord(frame, 2001, 2, encode_rle(mask)) for frame in range(1, 11)]
+    write_mots_txt(tmp_path / "gt" / "instances_txt" / "0001.txt", gt)
+    results = [MotsRecord(frame, 1, 2, encode_rle(mask)) for frame in range(1, 11)]
+    results += [MotsRecord(frame, 2, 1, encode_rle(~mask)) for frame in range(1, 11)]  # cars: the GT has none
+    write_mots_txt(tmp_path / "res" / "0001.txt", results)
+    excerpt = evaluate(tmp_path / "gt", tmp_path / "res", first=3, last=6)
+    assert excerpt.combined("pedestrian")["TP"] == 4  # frames 3-6 only
+    assert "the results hold 10 car masks, but the ground truth has no car" in caplog.text

@@ -171,3 +171,9 @@ def test_fixed_input_size_pads_or_refuses():
     assert segmenter.predict_raw(blob_frame(0)).shape == (5, HEIGHT, WIDTH)
     with pytest.raises(InputError, match="larger than the fixed network input 128x208"):
         segmenter.input_size(130, 100)
+
+
+def test_the_shipped_car_model_says_what_it_was_trained_on(caplog):
+    with caplog.at_level(logging.WARNING):
+        MotsPipeline.from_config(preset("car"))
+    assert "shipped car model, trained on synthetic street scenes only" in caplog.text

@@ -24,6 +24,7 @@ from mots_ros.errors import FormatError
 
 logger = logging.getLogger(__name__)
 
+PROGRESS_EVERY = 10  # images between progress lines ("progress: N images", which the demo shows)
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
 
 
@@ -84,7 +85,7 @@ def replay(
     executor.add_node(player)
     spinner = threading.Thread(target=spin_quietly, args=(executor,), daemon=True)
     spinner.start()
-    published = 0
+    published = images = 0
     try:
         with BagReader(bag) as reader:
             connections = [c for c in reader.connections if topics is None or c.topic in topics]
@@ -110,6 +111,10 @@ def replay(
                             time.sleep(delay)
                     publishers[connection].publish(raw)
                     published += 1
+                    if _is_camera_image(connection):
+                        images += 1
+                        if images % PROGRESS_EVERY == 0:
+                            print(f"progress: {images} images", flush=True)
                     if wait_for_tracks and _is_camera_image(connection):
                         stamp = store.deserialize_cdr(raw, connection.msgtype).header.stamp
                         if not player.wait_for_stamp((stamp.sec, stamp.nanosec), frame_timeout_s):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scor
 from mots_ros.segmenters import Segmentation
 
 MAX_CALIBRATION_IMAGES = 200
+#: Said whenever the shipped car model runs: it has only seen synthetic streets.
+SHIPPED_CAR_MODEL_WARNING = (
+    "segmentation.weights is the shipped car model, trained on synthetic street scenes only: on real video it "
+    "also finds shop posters and logos as cars, with stable ids (models/README.md). Give your own weights for real use")
+
+logger = logging.getLogger(__name__)
 
 
 def pad_image(image_rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -66,6 +73,8 @@ class SpatialEmbeddingSegmenter:
     @classmethod
     def from_config(cls, config: Config) -> SpatialEmbeddingSegmenter:
         """The configured (or shipped) network on the configured backend."""
+        if config.segmentation.weights == "default":
+            logger.warning(SHIPPED_CAR_MODEL_WARNING)
         options = {}
         if config.inference.precision == "int8" and config.inference.calibration_images:
             options["calibration_batches"] = calibration_batches(config.inference.calibration_images)
