@@ -24,7 +24,7 @@ from mots_ros.errors import FormatError
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 10  # images between progress lines ("progress: N images", which the demo shows)
+PROGRESS_EVERY = 5  # images between progress lines ("progress: N images", which the demo shows)
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
 
 
