@@ -163,7 +163,7 @@ class MotsNode(LifecycleNode):
             self._destroy_subscriptions()
             return TransitionCallbackReturn.FAILURE
         if node_config.latency_log:
-            self._latency_log = open(node_config.latency_log, "a", buffering=1)
+            self._latency_log = open(os.path.expanduser(node_config.latency_log), "a", buffering=1)
             if self._latency_log.tell() == 0:
                 self._latency_log.write(",".join(["stamp_ns", "finished_s", *self._stages]) + "\n")
         self._worker = threading.Thread(target=self._work, args=(self._queue,), name="mots_worker", daemon=True)
