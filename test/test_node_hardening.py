@@ -31,14 +31,15 @@ def vm_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def diagnostics(client, wanted, timeout_s=15.0):
+def diagnostics(client, wanted, timeout_s=15.0, processed=1):
+    """The newest /diagnostics values once they hold ``wanted`` and count ``processed`` frames."""
     deadline = time.monotonic() + timeout_s
     values = {}
     while time.monotonic() < deadline:
         with client.lock:
             if client.diagnostics:
                 values = {kv.key: kv.value for kv in client.diagnostics[-1].status[0].values}
-        if all(key in values for key in wanted):
+        if all(key in values for key in wanted) and int(values.get("frames processed", 0)) >= processed:
             return values
         time.sleep(0.2)
     raise AssertionError(f"diagnostics lack {[k for k in wanted if k not in values]}: {values}")
