@@ -181,6 +181,29 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     return stages
 
 
+def optical_flow_timings(repeats: int) -> dict[str, dict[str, float]]:
+    """DIS flow of one frame pair (``flow.source: dis``), per preset, at 1242×375 and 1920×1080.
+
+    The grey conversions of both frames are included, as the pipeline does them.
+    """
+    from mots_ros.optical_flow import DIS_PRESETS, DisFlow
+
+    rng = np.random.default_rng(0)
+    timings = {}
+    for height, width in ((375, 1242), (1080, 1920)):
+        first = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        second = np.roll(first, 3, axis=1)
+        for preset in DIS_PRESETS:
+            dis = DisFlow(preset)
+
+            def pair(dis=dis, first=first, second=second):
+                dis.remember(first)
+                dis.next_flow(second)  # the flow, plus the two grey conversions
+
+            timings[f"dis_{preset}_{width}x{height}"] = time_call(pair, repeats)
+    return timings
+
+
 #: Association alone on real pedestrians: the shipped embedding against mask IoU only.
 ORACLE_VARIANTS = {
     "pedestrian_embedding": {},
@@ -220,6 +243,8 @@ def format_table(report: dict) -> str:
             cells = "".join(f"{report['threads'][t][stage]['median_ms']:>21.1f} / {report['threads'][t][stage]['p95_ms']:>8.1f}"
                             for t in thread_keys)
         lines.append(f"{stage:<30}{cells}")
+    for name, values in report.get("optical_flow", {}).items():
+        lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (one frame pair, OpenCV's threads)")
     for name, values in report.get("end_to_end", {}).items():
         lines.append(f"{name:<30}" + f"{values['total_median_ms']:>21.1f} / {values['total_p95_ms']:>8.1f}"
                      + f"   ({values['fps']:.1f} frames/s through the node)")
@@ -244,6 +269,7 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
         "machine": machine_description(),
         "threads": {str(t): measure_stages(t, repeats, serialize) for t in threads},
     }
+    report["optical_flow"] = optical_flow_timings(repeats)
     if end_to_end is not None:
         report["end_to_end"] = {f"node_end_to_end_{t}_threads": end_to_end(t) for t in threads}
     if oracle_data is not None:

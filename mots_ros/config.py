@@ -112,6 +112,16 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class FlowConfig:
+    """``flow.*``: where the optical flow of the flow cues comes from."""
+
+    source: str = _option("topic", "topic: the frame's own flow (the flow topic, a bag's flow) when it has one; dis: "
+                          "OpenCV DIS from the previous frame when it has none (its own still wins); none: never any "
+                          "flow", choices=("topic", "dis", "none"))
+    dis_preset: str = _option("fast", "OpenCV DIS preset for flow.source dis", choices=("ultrafast", "fast", "medium"))
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """``inference.*``: which backend runs the networks, where, and how precisely."""
 
@@ -151,6 +161,7 @@ class Config:
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
 

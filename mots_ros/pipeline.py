@@ -28,6 +28,7 @@ from mots_ros.datatypes import Frame, FrameResult, Instance
 from mots_ros.embedding.embedder import Embedder
 from mots_ros.images import DEFAULT_MAX_PIXELS, check_image, flow_problem
 from mots_ros.masks import encode_label_map, label_boxes
+from mots_ros.optical_flow import DisFlow
 from mots_ros.segmenters import Segmenter, create_segmenter
 from mots_ros.tracker import Tracker
 
@@ -43,6 +44,9 @@ class MotsPipeline:
             (IoU-only tracking), which skips point sampling and the embedding network.
         tracker: online association.
         max_image_pixels: frames larger than this are refused with an InputError.
+        flow_source: ``topic`` (a frame's own flow), ``dis`` (computed by ``dis`` when a frame
+            has none) or ``none`` (flow is ignored).
+        dis: the DIS flow of ``flow_source: dis``.
     """
 
     def __init__(
@@ -52,11 +56,17 @@ class MotsPipeline:
         tracker: Tracker,
         *,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        flow_source: str = "topic",
+        dis: DisFlow | None = None,
     ):
+        if flow_source == "dis" and dis is None:
+            dis = DisFlow()
         self.segmenter = segmenter
         self.embedder = embedder
         self.tracker = tracker
         self.max_image_pixels = max_image_pixels
+        self.flow_source = flow_source
+        self.dis = dis if flow_source == "dis" else None
 
     @classmethod
     def from_config(cls, config: Config) -> MotsPipeline:
@@ -67,13 +77,16 @@ class MotsPipeline:
         embedder = None
         if cues_need_embeddings(tracker.cues):
             embedder = Embedder(create_backend("embedding", config), config.embedding)
-        return cls(create_segmenter(config), embedder, tracker, max_image_pixels=config.node.max_image_pixels)
+        dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
+        return cls(create_segmenter(config), embedder, tracker, max_image_pixels=config.node.max_image_pixels,
+                   flow_source=config.flow.source, dis=dis)
 
     @property
     def stage_names(self) -> tuple[str, ...]:
         """The stages this pipeline times, in processing order (the keys of ``FrameResult.latency_ms``)."""
+        flow = ("optical_flow",) if self.dis is not None else ()
         embedding = ("point_sampling", "embedding_network") if self.embedder is not None else ()
-        return (*self.segmenter.stage_names, *embedding, "rle_encoding", "association")
+        return (*flow, *self.segmenter.stage_names, *embedding, "rle_encoding", "association")
 
     @property
     def backend_names(self) -> dict[str, str]:
@@ -95,6 +108,8 @@ class MotsPipeline:
     def _reseed(self) -> None:
         if self.embedder is not None:
             self.embedder.reseed()
+        if self.dis is not None:
+            self.dis.reset()
         reset = getattr(self.segmenter, "reset", None)
         if reset is not None:
             reset()
@@ -108,7 +123,7 @@ class MotsPipeline:
         """
         check_image(frame.image_rgb, max_pixels=self.max_image_pixels)
         height, width = frame.image_rgb.shape[:2]
-        flow = frame.flow
+        flow = frame.flow if self.flow_source != "none" else None
         problem = flow_problem(flow, height, width)
         if problem:
             logger.warning("frame %s: flow ignored: %s", frame.stamp_ns, problem)
@@ -120,9 +135,16 @@ class MotsPipeline:
         if self.tracker.observe_time(frame.stamp_ns, frame.frame_index):
             self._reseed()  # a replay from the start then reproduces its first run
 
-        segmentation = self.segmenter.segment(frame.image_rgb)
-        latency = dict(segmentation.latency_ms)
+        latency: dict[str, float] = {}
         clock = _StageClock(latency)
+        if self.dis is not None:
+            with clock("optical_flow"):
+                if flow is None:
+                    flow = self.dis.next_flow(frame.image_rgb)
+                else:
+                    self.dis.remember(frame.image_rgb)  # the frame's own flow wins; DIS goes on from here
+        segmentation = self.segmenter.segment(frame.image_rgb)
+        latency.update(segmentation.latency_ms)
         labels, instance_ids = segmentation.labels, segmentation.instance_ids
         if self.embedder is not None:
             with clock("point_sampling"):

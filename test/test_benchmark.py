@@ -30,3 +30,5 @@ def test_quick_benchmark_reports_every_stage(tmp_path):
     cpu = stages["cpu_stages_total"]["median_ms"]
     assert stages["cpu_share_of_se_w0.5_torch"]["ratio"] == pytest.approx(cpu / stages["se_forward_w0.5_torch"]["median_ms"])
     assert report["frame"] == {"height": 375, "width": 1242, "instances": 10}
+    for size in ("1242x375", "1920x1080"):
+        assert report["optical_flow"][f"dis_fast_{size}"]["median_ms"] > 0 and f"dis_fast_{size}" in table

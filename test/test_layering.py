@@ -33,6 +33,7 @@ TORCH_FREE = [
     "mots_ros.backends",
     "mots_ros.registry",
     "mots_ros.streaming",
+    "mots_ros.optical_flow",
     "mots_ros.tracker",
 ]
 

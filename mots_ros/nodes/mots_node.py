@@ -359,7 +359,7 @@ class MotsNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         pipeline = self.pipeline
-        extra = [("mode", self.config.node.mode)]
+        extra = [("mode", self.config.node.mode), ("flow source", self.config.flow.source)]
         extra += [(f"backend {k}", v) for k, v in (pipeline.backend_names.items() if pipeline else [])]
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if self._stats.problems() else DiagnosticStatus.OK,
