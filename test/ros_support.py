@@ -78,3 +78,34 @@ class Process:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=5)
         self._file.close()
+
+
+def synthetic_drive_bag(root: Path, frames: int, seed: int = 31) -> Path:
+    """A synthetic drive under ``root/data`` (KITTI MOTS layout) and its bag at ``root/bag``; returns ``root``."""
+    from mots_ros.bags import images_to_bag
+    from mots_ros.synthetic.driving import DrivingConfig, write_sequence
+
+    write_sequence(root / "data", "0000", DrivingConfig(frames=frames, seed=seed))
+    images_to_bag(root / "data" / "images" / "0000", root / "bag", fps=10)
+    return root
+
+
+def replay_through_node(node: Process, bag: Path, out: Path, *, frames: int, logs: Path,
+                        env: dict | None = None) -> Process:
+    """Once ``node`` is active, replays ``bag`` frame by frame into it while ``/camera/tracks`` is
+    recorded to ``out``; stops all three processes and returns the recorder."""
+    recorder = player = None
+    try:
+        assert node.wait_for_output("active:", 120), node.output()
+        recorder = Process(["record", "--topic", "/camera/tracks", "--fps", "10", "--out", str(out),
+                            "--frames", str(frames), "--idle-timeout", "60", "--timeout", "300"], logs / "record.log", env=env)
+        assert recorder.wait_for_output("ready:", 60), recorder.output()
+        player = Process(["bag", "replay", str(bag), "--fast", "--wait-for-tracks", "/camera/tracks"],
+                         logs / "replay.log", env=env)
+        assert player.wait(300) == 0, player.output()
+        assert recorder.wait(120) == 0, recorder.output()
+    finally:
+        for process in (player, recorder, node):
+            if process is not None:
+                process.stop()
+    return recorder

@@ -9,9 +9,7 @@ import json
 import pytest
 
 from conftest import REPO
-from mots_ros.bags import images_to_bag
-from mots_ros.synthetic.driving import DrivingConfig, write_sequence
-from ros_support import Process
+from ros_support import Process, replay_through_node, synthetic_drive_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -20,30 +18,14 @@ FRAMES = 10
 
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("drive")
-    write_sequence(root / "data", "0000", DrivingConfig(frames=FRAMES, seed=31))
-    images_to_bag(root / "data" / "images" / "0000", root / "bag", fps=10)
-    return root
+    return synthetic_drive_bag(tmp_path_factory.mktemp("drive"), FRAMES)
 
 
 def test_live_replay_equals_offline_bag_eval(drive, tmp_path):
     params = REPO / "config" / "car.yaml"
     ros_args = ["--ros-args", "-p", "node.mode:=replay", "-p", f"inference.cache_dir:={tmp_path / 'cache'}"]
     node = Process(["run", "--params-file", str(params), "--namespace", "camera", *ros_args], tmp_path / "node.log")
-    recorder = player = None
-    try:
-        assert node.wait_for_output("active:", 120), node.output()
-        recorder = Process(["record", "--topic", "/camera/tracks", "--fps", "10", "--out", str(tmp_path / "live" / "0000.txt"),
-                            "--frames", str(FRAMES), "--idle-timeout", "60", "--timeout", "300"], tmp_path / "record.log")
-        assert recorder.wait_for_output("ready:", 60), recorder.output()
-        player = Process(["bag", "replay", str(drive / "bag"), "--fast", "--wait-for-tracks", "/camera/tracks"],
-                         tmp_path / "replay.log")
-        assert player.wait(300) == 0, player.output()
-        assert recorder.wait(120) == 0, recorder.output()
-    finally:
-        for process in (player, recorder, node):
-            if process is not None:
-                process.stop()
+    recorder = replay_through_node(node, drive / "bag", tmp_path / "live" / "0000.txt", frames=FRAMES, logs=tmp_path)
     assert f"recorded {FRAMES} messages" in recorder.output()
 
     offline = Process(["bag", "eval", "--bag", str(drive / "bag"), "--gt", str(drive / "data"), "--out",

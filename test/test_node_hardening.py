@@ -5,6 +5,7 @@ lifecycle transition is silent."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -56,6 +57,21 @@ def call(client, service_type, name, request, timeout_s=10.0):
     return future.result()
 
 
+@contextmanager
+def node_and_client(params, namespace, tmp_path, ready="active:"):
+    """mots_node in its own process, once its log says ``ready``, and this test's client for it."""
+    process = Process(["run", "--params-file", str(params), "--namespace", namespace], tmp_path / "node.log")
+    client = None
+    try:
+        assert process.wait_for_output(ready, 90), process.output()
+        client = Client(namespace)
+        yield process, client
+    finally:
+        if client is not None:
+            client.close()
+        process.stop()
+
+
 def flow_message(sec, flow, **fields):
     msg = Image(header=header(sec), height=flow.shape[0], width=flow.shape[1], encoding="32FC2", step=flow.shape[1] * 8)
     msg.data = flow.tobytes()
@@ -67,11 +83,7 @@ def flow_message(sec, flow, **fields):
 def test_sweep_of_bad_input_is_logged_counted_and_survived(tiny_models, tmp_path):
     params = write_params(tmp_path / "params.yaml", tiny_models, mode="live", use_flow="true", flow_timeout_s=0.3,
                           reorder_tolerance_s=0.5)
-    process = Process(["run", "--params-file", str(params), "--namespace", "sweep"], tmp_path / "node.log")
-    client = None
-    try:
-        assert process.wait_for_output("active:", 90), process.output()
-        client = Client("sweep")
+    with node_and_client(params, "sweep", tmp_path) as (process, client):
         client.wait_for_node()
         sent = []  # (kind, expected log text)
 
@@ -142,19 +154,11 @@ def test_sweep_of_bad_input_is_logged_counted_and_survived(tiny_models, tmp_path
         assert int(values["rejected stamp"]) == 1 and int(values["out_of_order"]) == 1
         assert int(values["noticed image_padding"]) == 1
         print(f"\nsweep: {len(sent)} kinds, node alive, {len(sent)} logged, peak RSS {vm_hwm_mib(process.popen.pid):.0f} MiB")
-    finally:
-        if client is not None:
-            client.close()
-        process.stop()
 
 
 def test_compressed_bombs_leave_the_node_small_and_serving(tiny_models, tmp_path):
     params = write_params(tmp_path / "params.yaml", tiny_models, mode="live", image_transport="compressed")
-    process = Process(["run", "--params-file", str(params), "--namespace", "bombs"], tmp_path / "node.log")
-    client = None
-    try:
-        assert process.wait_for_output("active:", 90), process.output()
-        client = Client("bombs")
+    with node_and_client(params, "bombs", tmp_path) as (process, client):
         deadline = time.monotonic() + 30
         while client.compressed.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -173,20 +177,13 @@ def test_compressed_bombs_leave_the_node_small_and_serving(tiny_models, tmp_path
         peak = vm_hwm_mib(process.popen.pid)
         assert peak < 1024, f"peak RSS {peak:.0f} MiB"
         print(f"\nbombs: {len(bombs)} refused, node peak RSS {peak:.0f} MiB")
-    finally:
-        if client is not None:
-            client.close()
-        process.stop()
 
 
 def test_a_bad_log_path_is_refused_without_subscribing_and_can_be_corrected(tiny_models, tmp_path):
     params = write_params(tmp_path / "params.yaml", tiny_models, mode="live",
                           latency_log=str(tmp_path / "missing" / "latency.csv"))
-    process = Process(["run", "--params-file", str(params), "--namespace", "stall"], tmp_path / "node.log")
-    client = None
-    try:
-        assert process.wait_for_output("configure refused: node.latency_log: the folder", 90), process.output()
-        client = Client("stall")
+    with node_and_client(params, "stall", tmp_path, ready="configure refused: node.latency_log: the folder") as (
+            process, client):
         time.sleep(1.0)
         assert client.image.get_subscription_count() == 0  # unconfigured: nothing subscribes, nothing piles up
         value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(tmp_path / "latency.csv"))
@@ -203,10 +200,6 @@ def test_a_bad_log_path_is_refused_without_subscribing_and_can_be_corrected(tiny
         while time.monotonic() < deadline and not (tmp_path / "latency.csv").is_file():
             time.sleep(0.1)
         assert "total" in (tmp_path / "latency.csv").read_text().splitlines()[0]
-    finally:
-        if client is not None:
-            client.close()
-        process.stop()
 
 
 def test_typos_in_a_params_file_are_refused_naming_the_closest_key(tiny_models, tmp_path):

@@ -11,9 +11,7 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from mots_ros.bags import images_to_bag
-from mots_ros.synthetic.driving import DrivingConfig, write_sequence
-from ros_support import Process, dds_environment
+from ros_support import Process, dds_environment, replay_through_node, synthetic_drive_bag
 
 pytestmark = pytest.mark.slow
 
@@ -108,10 +106,7 @@ def plugin_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("drive")
-    write_sequence(root / "data", "0000", DrivingConfig(frames=FRAMES, seed=31))
-    images_to_bag(root / "data" / "images" / "0000", root / "bag", fps=10)
-    return root
+    return synthetic_drive_bag(tmp_path_factory.mktemp("drive"), FRAMES)
 
 
 def environment(plugin_path):
@@ -169,21 +164,7 @@ def test_the_node_uses_a_plugin_cue_from_its_params_file(plugin_path, drive, tmp
     env = environment(plugin_path)
     node = Process(["run", "--params-file", str(params), "--namespace", "camera", "--ros-args", "-p", "node.mode:=replay",
                     "-p", f"inference.cache_dir:={tmp_path / 'cache'}"], tmp_path / "node.log", env=env)
-    recorder = player = None
-    try:
-        assert node.wait_for_output("active:", 120), node.output()
-        recorder = Process(["record", "--topic", "/camera/tracks", "--fps", "10", "--out", str(tmp_path / "live" / "0000.txt"),
-                            "--frames", str(FRAMES), "--idle-timeout", "60", "--timeout", "300"], tmp_path / "record.log",
-                           env=env)
-        assert recorder.wait_for_output("ready:", 60), recorder.output()
-        player = Process(["bag", "replay", str(drive / "bag"), "--fast", "--wait-for-tracks", "/camera/tracks"],
-                         tmp_path / "replay.log", env=env)
-        assert player.wait(300) == 0, player.output()
-        assert recorder.wait(120) == 0, recorder.output()
-    finally:
-        for process in (player, recorder, node):
-            if process is not None:
-                process.stop()
+    replay_through_node(node, drive / "bag", tmp_path / "live" / "0000.txt", frames=FRAMES, logs=tmp_path, env=env)
     node_pid = str(node.popen.pid)
     assert f"similarity pid={node_pid} image=True" in log.read_text(), node.output()
     offline = tmp_path / "offline"
