@@ -204,6 +204,79 @@ def optical_flow_timings(repeats: int) -> dict[str, dict[str, float]]:
     return timings
 
 
+#: Cue settings timed by ``cue_timings``: each cue alone, then all of them together.
+CUE_VARIANTS = {
+    "embedding": {"embedding": {"weight": 1.0, "offset": 9.0, "ema": 0.5}},
+    "mask_iou": {"mask_iou": {"weight": 1.0}},
+    "flow_iou": {"flow_iou": {"weight": 1.0}},
+    "motion": {"motion": {"weight": 1.0, "gate": 3.0}},
+    "points": {"points": {"weight": 1.0}},
+}
+CUE_TRACKS = 20
+
+
+def cue_timings(repeats: int) -> dict[str, dict[str, float]]:
+    """One frame's association (hooks, similarity, assignment) with 20 tracks × 20 detections, per cue.
+
+    At 1242×375 and 1920×1080, on one core (OpenCV limited to one thread); the flow cues get a
+    given flow field, so DIS is not included (``optical_flow_timings`` has it).
+    """
+    import cv2
+
+    from mots_ros.config import TrackerConfig
+    from mots_ros.datatypes import Instance
+    from mots_ros.masks import encode_rle
+    from mots_ros.tracker import Tracker
+
+    rng = np.random.default_rng(0)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    timings = {}
+    try:
+        for height, width in ((375, 1242), (1080, 1920)):
+            frames = _moving_scene(height, width, repeats + 3, rng, encode_rle, Instance)
+            flow = np.zeros((height, width, 2), np.float32)
+            flow[..., 0] = 3.0
+            variants = {**CUE_VARIANTS, "all": {k: v for cues in CUE_VARIANTS.values() for k, v in cues.items()}}
+            for name, cues in variants.items():
+                tracker = Tracker(TrackerConfig(cues=cues, threshold=-1e6, max_age_frames=1000))
+                position = iter(range(len(frames)))
+
+                def associate(tracker=tracker, position=position, frames=frames, flow=flow):
+                    index = next(position)
+                    image, instances = frames[index]
+                    tracker.update(instances, stamp_ns=index, frame_index=index, flow=flow, image_rgb=image)
+
+                associate()  # the tracks are born here; every later frame matches 20 × 20
+                timings[f"association_{name}_{width}x{height}"] = time_call(associate, repeats, warmup=1)
+    finally:
+        cv2.setNumThreads(threads)
+    return timings
+
+
+def _moving_scene(height: int, width: int, count: int, rng: np.random.Generator, encode_rle, instance_type) -> list:
+    """``count`` frames of a smooth texture and 20 person-sized boxes, all moving 3 px right per frame."""
+    import cv2
+
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (height, width + 3 * count, 3), dtype=np.uint8), (0, 0), 2.0)
+    box_h, box_w = height // 4, max(width // 40, 8)
+    corners = [(int(rng.integers(0, width - box_w - 3 * count)), int(rng.integers(0, height - box_h)))
+               for _ in range(CUE_TRACKS)]
+    embeddings = rng.normal(size=(CUE_TRACKS, 32)).astype(np.float32)
+    frames = []
+    for index in range(count):
+        image = np.ascontiguousarray(texture[:, 3 * count - 3 * index : 3 * count - 3 * index + width])
+        instances = []
+        for (x0, y0), embedding in zip(corners, embeddings):
+            mask = np.zeros((height, width), bool)
+            mask[y0 : y0 + box_h, x0 + 3 * index : x0 + 3 * index + box_w] = True
+            instances.append(instance_type(rle=encode_rle(mask), bbox=(x0 + 3 * index, y0, x0 + 3 * index + box_w - 1,
+                                                                       y0 + box_h - 1), class_id=2, score=1.0,
+                                           embedding=embedding))
+        frames.append((image, instances))
+    return frames
+
+
 #: Association alone on real pedestrians: the shipped embedding against mask IoU only.
 ORACLE_VARIANTS = {
     "pedestrian_embedding": {},
@@ -245,6 +318,8 @@ def format_table(report: dict) -> str:
         lines.append(f"{stage:<30}{cells}")
     for name, values in report.get("optical_flow", {}).items():
         lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (one frame pair, OpenCV's threads)")
+    for name, values in report.get("association", {}).items():
+        lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (20 tracks x 20 detections, one core)")
     for name, values in report.get("end_to_end", {}).items():
         lines.append(f"{name:<30}" + f"{values['total_median_ms']:>21.1f} / {values['total_p95_ms']:>8.1f}"
                      + f"   ({values['fps']:.1f} frames/s through the node)")
@@ -270,6 +345,7 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
         "threads": {str(t): measure_stages(t, repeats, serialize) for t in threads},
     }
     report["optical_flow"] = optical_flow_timings(repeats)
+    report["association"] = cue_timings(repeats)
     if end_to_end is not None:
         report["end_to_end"] = {f"node_end_to_end_{t}_threads": end_to_end(t) for t in threads}
     if oracle_data is not None:

@@ -104,11 +104,15 @@ class TrackerConfig:
         "entry points)",
     )
     threshold: float = _option(0.8165986526897969, "tau: pairs with similarity <= tau are never matched", low=-1e6, high=1e6)
+    assignment: str = _option("hungarian", "hungarian: the assignment of most total similarity (the published one); "
+                              "greedy: the most similar pair first, as CenterTrack", choices=("hungarian", "greedy"))
     age_unit: str = _option("frames", "how track age is counted: 'frames' (frame numbers, max_age_frames) or "
                             "'seconds' (image stamps, max_age_s)", choices=("frames", "seconds"))
     max_age_frames: int = _option(30, "age_unit frames: a track unmatched for more frames than this is dropped (spec: 30)",
                                   low=0, high=1_000_000_000)
     max_age_s: float = _option(3.0, "age_unit seconds: a track unmatched for longer than this is dropped", low=0.0, high=1e9)
+    time_jump_s: float = _option(1.0, "a gap between frames longer than this (by stamp) breaks motion: flow, points and "
+                                 "velocities start again; tracks and their appearance are kept", low=0.0, high=1e9)
 
 
 @dataclass(frozen=True)

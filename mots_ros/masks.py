@@ -178,3 +178,109 @@ def label_boxes(label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
          np.maximum.reduceat(cols, starts), np.maximum.reduceat(rows, starts)], 1
     )
     return ids, boxes.astype(np.int64)
+
+
+# Column runs: the true pixels of a mask as vertical segments, one or more per column, read
+# straight from the RLE (no decode). Motion and point cues use them to move, sample and query
+# full-HD masks in tens of microseconds instead of milliseconds.
+def column_runs(rle: Rle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(columns, first_rows, end_rows)`` int64: pixels ``first_rows[i] <= r < end_rows[i]`` of ``columns[i]``."""
+    height = int(rle["size"][0])
+    runs = rle_counts(rle["counts"])
+    bounds = np.cumsum(runs)
+    starts, ends = bounds[0::2], bounds[1::2]  # flat column-major [start, end) of each run of ones
+    starts = starts[: ends.size]
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    first_column, last_column = starts // height, (ends - 1) // height
+    pieces = last_column - first_column + 1  # a run crossing a column boundary is split there
+    run_of_piece = np.repeat(np.arange(starts.size), pieces)
+    columns = first_column[run_of_piece] + (np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    first_rows = np.maximum(starts[run_of_piece] - columns * height, 0)
+    end_rows = np.minimum(ends[run_of_piece] - columns * height, height)
+    return columns, first_rows, end_rows
+
+
+def rle_from_column_runs(columns: np.ndarray, first_rows: np.ndarray, end_rows: np.ndarray, height: int,
+                         width: int) -> Rle:
+    """The COCO RLE of column runs sorted by (column, row) and not overlapping."""
+    flat_starts = columns * height + first_rows
+    flat_ends = columns * height + end_rows
+    if flat_starts.size == 0:
+        return _runs_to_rle(np.array([height * width], np.uint32), height, width)
+    joined = np.flatnonzero(flat_starts[1:] == flat_ends[:-1])  # touching runs become one
+    flat_starts = np.delete(flat_starts, joined + 1)
+    flat_ends = np.delete(flat_ends, joined)
+    bounds = np.empty(2 * flat_starts.size + 2, np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1:2], bounds[2:-1:2] = flat_starts, flat_ends
+    return _runs_to_rle(np.diff(bounds).astype(np.uint32), height, width)
+
+
+def translate_rle(rle: Rle, dx: int, dy: int) -> Rle:
+    """The mask moved by whole pixels ``(dx, dy)``; what leaves the image is cut off."""
+    height, width = int(rle["size"][0]), int(rle["size"][1])
+    return translate_column_runs(*column_runs(rle), dx, dy, height, width)
+
+
+def translate_column_runs(columns: np.ndarray, first_rows: np.ndarray, end_rows: np.ndarray, dx: int, dy: int,
+                          height: int, width: int) -> Rle:
+    """The RLE of column runs moved by whole pixels ``(dx, dy)``; what leaves the image is cut off."""
+    columns, first_rows, end_rows = columns + dx, np.clip(first_rows + dy, 0, height), np.clip(end_rows + dy, 0, height)
+    keep = (columns >= 0) & (columns < width) & (end_rows > first_rows)
+    return rle_from_column_runs(columns[keep], first_rows[keep], end_rows[keep], height, width)
+
+
+def rle_centroid(rle: Rle) -> tuple[float, float, float]:
+    """``(x, y, area)``: the mean pixel position of a mask (pixel centres at integers) and its area."""
+    return column_runs_centroid(*column_runs(rle))
+
+
+def column_runs_centroid(columns: np.ndarray, first_rows: np.ndarray, end_rows: np.ndarray) -> tuple[float, float, float]:
+    """:func:`rle_centroid` of column runs."""
+    lengths = end_rows - first_rows
+    area = float(lengths.sum())
+    if area == 0:
+        return float("nan"), float("nan"), 0.0
+    x = float((columns * lengths).sum()) / area
+    y = float(((first_rows + end_rows - 1) * lengths).sum()) / (2 * area)
+    return x, y, area
+
+
+def rle_contains(rle: Rle, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Whether each point (rounded to its pixel) lies in the mask; points outside the image do not."""
+    height, width = int(rle["size"][0]), int(rle["size"][1])
+    cols, rows = np.rint(xs).astype(np.int64), np.rint(ys).astype(np.int64)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    bounds = np.cumsum(rle_counts(rle["counts"]))  # run i ends at bounds[i]; odd runs are ones
+    run = np.searchsorted(bounds, cols * height + rows, side="right")
+    return inside & (run % 2 == 1)
+
+
+def rle_crop(rle: Rle, margin: int = 0) -> tuple[np.ndarray, int, int]:
+    """``(crop, x0, y0)``: the mask inside its box grown by ``margin`` (clipped to the image), as ``(h, w) bool``."""
+    height, width = int(rle["size"][0]), int(rle["size"][1])
+    columns, first_rows, end_rows = column_runs(rle)
+    if columns.size == 0:
+        return np.zeros((0, 0), bool), 0, 0
+    x0, x1 = max(int(columns.min()) - margin, 0), min(int(columns.max()) + margin + 1, width)
+    y0, y1 = max(int(first_rows.min()) - margin, 0), min(int(end_rows.max()) + margin, height)
+    steps = np.zeros((y1 - y0 + 1, x1 - x0), np.int32)
+    np.add.at(steps, (first_rows - y0, columns - x0), 1)
+    np.add.at(steps, (end_rows - y0, columns - x0), -1)
+    return np.cumsum(steps, axis=0)[:-1] > 0, x0, y0
+
+
+def rle_from_pixels(rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> Rle:
+    """The COCO RLE of the mask whose true pixels are ``(rows, cols)`` (repeats allowed, all inside the image)."""
+    flat = np.unique(cols.astype(np.int64) * height + rows.astype(np.int64))
+    if flat.size == 0:
+        return _runs_to_rle(np.array([height * width], np.uint32), height, width)
+    breaks = np.flatnonzero(np.diff(flat) != 1) + 1
+    starts = flat[np.concatenate(([0], breaks))]
+    ends = flat[np.concatenate((breaks - 1, [flat.size - 1]))] + 1
+    columns, first_rows = starts // height, starts % height
+    return rle_from_column_runs(columns, first_rows, first_rows + (ends - starts), height, width)

@@ -138,6 +138,8 @@ class MotsPipeline:
         latency: dict[str, float] = {}
         clock = _StageClock(latency)
         if self.dis is not None:
+            if not self.tracker.continues(frame.stamp_ns):
+                self.dis.reset()  # no flow across a time jump
             with clock("optical_flow"):
                 if flow is None:
                     flow = self.dis.next_flow(frame.image_rgb)

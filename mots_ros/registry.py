@@ -84,6 +84,8 @@ CUES = Registry("association cue", "mots_ros.cues", {
     "embedding": "mots_ros.cues.embedding:EmbeddingCue",
     "mask_iou": "mots_ros.cues.mask_iou:MaskIoUCue",
     "flow_iou": "mots_ros.cues.flow_iou:FlowIoUCue",
+    "motion": "mots_ros.cues.motion:MotionCue",
+    "points": "mots_ros.cues.points:PointCue",
 })
 
 #: Segmenters (:mod:`mots_ros.segmenters`), chosen by ``segmentation.kind``.

@@ -8,12 +8,14 @@ Per frame:
    (:mod:`mots_ros.cues`). The published system uses two: ``α · (β − ‖e_det − e_track‖)`` and
    ``γ · IoU(mask_det, mask_track)``, both against the track's *last* match;
 4. Hungarian assignment on ``cost = max(sim) − sim`` with pairs at ``sim <= τ`` (or of another
-   class) priced 1e9 and discarded afterwards;
+   class, or forbidden by a cue with -inf) priced 1e9 and discarded afterwards; or, with
+   ``assignment: greedy``, CenterTrack's greedy matching of the most similar allowed pairs first;
 5. matched tracks take the detection's embedding and mask; every other detection starts a track
    at once (no confirmation delay). Track ids are never reused, not even across resets.
 
 When time goes backwards (a bag looped, a replay restarted), the tracker resets and its
-``epoch`` increments.
+``epoch`` increments. A forward gap longer than ``time_jump_s`` keeps the tracks but tells the cues
+that motion is broken (:attr:`mots_ros.cues.FrameContext.continuous`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Tracker:
         self._last_frame_index: int | None = None
         self._frame_serial = 0
         self._previous_image_rgb: np.ndarray | None = None
+        self._previous_frame_stamp_ns: int | None = None
 
     def reset(self, *, restart_ids: bool = False) -> None:
         """Forgets every track and starts a new epoch.
@@ -93,6 +96,12 @@ class Tracker:
         self._last_frame_index = None
         self._frame_serial = 0
         self._previous_image_rgb = None
+        self._previous_frame_stamp_ns = None
+
+    def continues(self, stamp_ns: int) -> bool:
+        """Whether a frame at ``stamp_ns`` follows the last processed one closely (``time_jump_s``)."""
+        previous = self._previous_frame_stamp_ns
+        return previous is not None and 0 <= stamp_ns - previous <= self.config.time_jump_s * 1e9
 
     def update(
         self,
@@ -118,11 +127,15 @@ class Tracker:
             One TrackedInstance per input instance, in the same order.
         """
         self.observe_time(stamp_ns, frame_index)
+        continuous = self.continues(stamp_ns)
         self._frame_serial += 1
         now = self._time_of(stamp_ns, frame_index)
         self.tracks = [t for t in self.tracks if now - t.last_time <= self.max_age]
-        context = FrameContext(self._frame_serial, stamp_ns, frame_index, image_rgb, self._previous_image_rgb, flow)
+        context = FrameContext(self._frame_serial, stamp_ns, frame_index, image_rgb,
+                               self._previous_image_rgb if continuous else None, flow if continuous else None,
+                               continuous)
         self._previous_image_rgb = image_rgb
+        self._previous_frame_stamp_ns = stamp_ns
         for cue in self.cues:
             _call_hook(cue, "start_frame", self.tracks, context)
         if not instances:
@@ -171,6 +184,8 @@ class Tracker:
         allowed = np.isfinite(sim) & (sim > self.config.threshold)
         if not allowed.any():
             return {}
+        if self.config.assignment == "greedy":
+            return _greedy_assignment(sim, allowed)
         cost = np.where(allowed, sim[allowed].max() - sim, _FORBIDDEN_COST)
         det_indices, track_indices = linear_sum_assignment(cost)
         return {int(d): int(t) for d, t in zip(det_indices, track_indices) if allowed[d, t]}
@@ -195,6 +210,19 @@ class Tracker:
         if self.config.age_unit == "seconds":
             return stamp_ns * 1e-9
         return float(frame_index if frame_index is not None else self._frame_serial)
+
+
+def _greedy_assignment(sim: np.ndarray, allowed: np.ndarray) -> dict[int, int]:
+    """CenterTrack's matching: allowed pairs from the most similar down, each detection and track once."""
+    det_taken, track_taken = np.zeros(sim.shape[0], bool), np.zeros(sim.shape[1], bool)
+    pairs: dict[int, int] = {}
+    det_order, track_order = np.nonzero(allowed)
+    order = np.argsort(-sim[det_order, track_order], kind="stable")  # ties: lower detection, then track index
+    for d, t in zip(det_order[order], track_order[order]):
+        if not det_taken[d] and not track_taken[t]:
+            det_taken[d] = track_taken[t] = True
+            pairs[int(d)] = int(t)
+    return pairs
 
 
 def _call_hook(cue: AssociationCue, hook: str, *args: Any) -> None:

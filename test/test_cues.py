@@ -27,8 +27,8 @@ def test_cues_are_built_with_their_options_in_config_order_and_weight_zero_disab
 
 
 def test_unknown_cue_names_list_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown association cue 'motion'; known: embedding, mask_iou, flow_iou"):
-        Tracker(TrackerConfig(cues={"motion": {"weight": 1.0}}))
+    with pytest.raises(ConfigError, match="unknown association cue 'motoin'; known: embedding, mask_iou, flow_iou, motion, points"):
+        Tracker(TrackerConfig(cues={"motoin": {"weight": 1.0}}))
 
 
 def test_options_a_cue_does_not_take_are_named():

@@ -75,3 +75,31 @@ def test_mask_iou_and_bbox():
     np.testing.assert_allclose(iou, [[1.0, 4 / 28]])
     assert mask_iou([], [encode_rle(a)]).shape == (0, 1)
     assert bbox_from_mask(b) == (2, 2, 5, 5) and bbox_from_mask(np.zeros((3, 3), bool)) is None
+
+
+def test_column_run_helpers_agree_with_the_decoded_mask(rng):
+    from mots_ros.masks import rle_centroid, rle_contains, rle_crop, translate_rle
+
+    for _ in range(200):
+        height, width = (int(v) for v in rng.integers(5, 40, 2))
+        mask = rng.random((height, width)) < rng.random()
+        rle = encode_rle(mask)
+        dx, dy = (int(v) for v in rng.integers(-12, 12, 2))
+        expected = np.zeros_like(mask)
+        rows, cols = np.nonzero(mask)
+        keep = (rows + dy >= 0) & (rows + dy < height) & (cols + dx >= 0) & (cols + dx < width)
+        expected[rows[keep] + dy, cols[keep] + dx] = True
+        assert (decode_rle(translate_rle(rle, dx, dy)) == expected).all()
+        xs, ys = rng.uniform(-3, width + 3, 50), rng.uniform(-3, height + 3, 50)
+        px, py = np.rint(xs).astype(int), np.rint(ys).astype(int)
+        inside = (px >= 0) & (px < width) & (py >= 0) & (py < height)
+        truth = np.zeros(50, bool)
+        truth[inside] = mask[py[inside], px[inside]]
+        assert (rle_contains(rle, xs, ys) == truth).all()
+        if mask.any():
+            x, y, area = rle_centroid(rle)
+            assert (x, y, area) == pytest.approx((cols.mean(), rows.mean(), mask.sum()))
+            crop, x0, y0 = rle_crop(rle, margin=2)
+            rebuilt = np.zeros_like(mask)
+            rebuilt[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
+            assert (rebuilt == mask).all()

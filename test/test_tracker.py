@@ -178,3 +178,13 @@ def test_restart_ids_starts_a_sequence_at_one():
     assert ids(tracker.update([instance((10, 10, 30, 30))], stamp_ns=1, frame_index=1)) == [3]
     tracker.reset(restart_ids=True)
     assert ids(tracker.update([instance((10, 10, 30, 30))], stamp_ns=2, frame_index=2)) == [1]
+
+
+def test_warping_an_rle_equals_warping_its_decoded_mask():
+    from mots_ros.cues.flow_iou import warp_rle
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        mask = rng.random((HEIGHT, WIDTH)) < 0.2
+        flow = rng.normal(0, 6, (HEIGHT, WIDTH, 2)).astype(np.float32)
+        assert (decode_rle(warp_rle(encode_rle(mask), flow)) == warp_mask(mask, flow)).all()

@@ -46,6 +46,9 @@ class FrameContext:
         previous_image_rgb: ``(H, W, 3) uint8`` the previous processed frame of this epoch, or None.
         flow: ``(H, W, 2) float32`` optical flow from the previous frame to this one (dx, dy in
             pixels, indexed by the previous frame's pixels), or None.
+        continuous: False for the first frame after a time jump (``tracker.time_jump_s``) or a
+            reset: the previous image and flow are then None, and motion learnt so far no longer
+            applies.
     """
 
     frame_serial: int
@@ -54,6 +57,7 @@ class FrameContext:
     image_rgb: np.ndarray | None = None
     previous_image_rgb: np.ndarray | None = None
     flow: np.ndarray | None = None
+    continuous: bool = True
 
 
 @runtime_checkable
@@ -76,10 +80,12 @@ class Cue:
         weight: factor of this cue's similarity in the sum.
         needs_embeddings: True when ``similarity`` reads ``Instance.embedding``; the pipeline runs
             point sampling and the embedding network only if an enabled cue needs them.
+        needs_image: True when the cue reads the frame's pixels (``FrameContext.image_rgb``).
     """
 
     name = "cue"
     needs_embeddings = False
+    needs_image = False
 
     def __init__(self, weight: float) -> None:
         self.weight = float(weight)
@@ -114,7 +120,7 @@ def create_cues(cue_options: Mapping[str, Mapping[str, Any]]) -> list[Associatio
             continue  # weight 0 disables a cue
         try:
             cue = cue_type(**options)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:  # unknown options, or values out of range
             raise ConfigError(f"tracker.cues.{name}: {err}") from err
         if not isinstance(cue, AssociationCue):
             raise ConfigError(f"tracker.cues.{name}: {type(cue).__name__} has no name, weight and similarity()")

@@ -15,23 +15,43 @@ if TYPE_CHECKING:
 
 
 class EmbeddingCue(Cue):
-    """``offset − ‖e_det − e_track‖₂`` against the track's last embedding (weight α, offset β).
+    """``offset − ‖e_det − e_track‖₂`` against the track's embedding (weight α, offset β).
+
+    The track's embedding is its last match's (published), or with ``ema`` > 0 a moving average
+    over its matches, ``e ← ema · e + (1 − ema) · e_new``, which one odd view moves less.
 
     Args:
         weight: α (spec §7.1: 1.0090931467228708 cars, 1.3437965549876354 pedestrians).
         offset: β (spec §7.1: 8.810218833503743 cars, 9.447084376750222 pedestrians).
+        ema: weight of the track's old embedding at each match, in [0, 1); 0 = the last one only.
     """
 
     name = "embedding"
     needs_embeddings = True
 
-    def __init__(self, weight: float, offset: float) -> None:
+    def __init__(self, weight: float, offset: float, ema: float = 0.0) -> None:
         super().__init__(weight)
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.offset = float(offset)
+        self.ema = float(ema)
+
+    def track_matched(self, track: Track, detection: Instance, context: FrameContext) -> None:
+        """Updates the moving average (``ema`` > 0 only)."""
+        if self.ema:
+            average = track.cue_state.get(self.name)
+            new = np.asarray(detection.embedding, np.float64)
+            track.cue_state[self.name] = new if average is None else self.ema * average + (1 - self.ema) * new
+
+    def track_born(self, track: Track, detection: Instance, context: FrameContext) -> None:
+        """Starts the moving average (``ema`` > 0 only)."""
+        if self.ema:
+            track.cue_state[self.name] = np.asarray(detection.embedding, np.float64)
 
     def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
         """``(len(detections), len(tracks))`` similarity; see the class docstring."""
         det = np.stack([d.embedding for d in detections]).astype(np.float64)
-        trk = np.stack([t.embedding for t in tracks]).astype(np.float64)
+        trk = np.stack([t.cue_state.get(self.name, t.embedding) if self.ema else t.embedding
+                        for t in tracks]).astype(np.float64)
         distance = np.sqrt(np.maximum(((det[:, None, :] - trk[None, :, :]) ** 2).sum(-1), 0.0))
         return self.offset - distance

@@ -9,10 +9,10 @@ import numpy as np
 
 from mots_ros.cues import Cue, FrameContext
 from mots_ros.datatypes import Instance
+from mots_ros.masks import mask_iou
 
 if TYPE_CHECKING:
     from mots_ros.tracker import Track
-from mots_ros.masks import mask_iou
 
 
 class MaskIoUCue(Cue):
