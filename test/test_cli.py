@@ -38,7 +38,7 @@ def test_config_options_map_onto_config_keys(caplog):
 
 @pytest.mark.parametrize("extra, message", [
     (["--set", "tracker.max_agee=1"], "unknown key tracker.max_agee (did you mean tracker.max_age_s"),
-    (["--set", "tracker.cues.motion.weight=1"], "tracker.cues.motion: unknown association cue 'motion'; known: embedding"),
+    (["--set", "tracker.cues.motoin.weight=1"], "tracker.cues.motoin: unknown association cue 'motoin' (did you mean motion?)"),
     (["--set", "nokey"], "--set expects KEY=VALUE"),
 ])
 def test_errors_are_one_line_with_status_2(extra, message, tmp_path, capsys):

@@ -4,9 +4,13 @@ import yaml
 from mots_ros.config import Config, flat_fields, from_dict, load_config, preset
 from mots_ros.errors import ConfigError
 
+BUILT_IN_CUES = {"embedding", "mask_iou", "flow_iou", "motion", "points"}
 
-def test_presets_hold_the_published_constants():
-    car, pedestrian = preset("car"), preset("pedestrian")
+
+
+
+def test_published_presets_hold_the_published_constants():
+    car, pedestrian = preset("car-published"), preset("pedestrian-published")
     assert car.tracker.cues["embedding"] == {"weight": 1.0090931467228708, "offset": 8.810218833503743}
     assert car.tracker.threshold == 0.8165986526897969
     assert car.tracker.cues["mask_iou"] == {"weight": 0.74} and car.tracker.max_age_frames == 30
@@ -14,8 +18,29 @@ def test_presets_hold_the_published_constants():
     assert pedestrian.tracker.cues["embedding"] == {"weight": 1.3437965549876354, "offset": 9.447084376750222}
     assert pedestrian.tracker.cues["mask_iou"] == {"weight": 0.54} and pedestrian.tracker.threshold == 0.47985540892434836
     assert pedestrian.segmentation.class_id == 2 and car.segmentation.seed_threshold == 0.94
-    # the published presets are the paper's constants; the measured ones equal them until a change is measured
-    assert preset("car-published") == car and preset("pedestrian-published") == pedestrian
+    assert set(car.tracker.cues) == set(pedestrian.tracker.cues) == {"embedding", "mask_iou", "flow_iou"}
+    assert car.tracker.assignment == "hungarian" and car.flow.source == "topic"
+
+
+def test_measured_presets_add_the_embedding_average_and_motion_to_the_published_ones():
+    for name, published in (("car", preset("car-published")), ("pedestrian", preset("pedestrian-published"))):
+        measured = preset(name)
+        assert measured.segmentation == published.segmentation
+        assert measured.tracker.cues == {**published.tracker.cues,
+                                         "embedding": {**published.tracker.cues["embedding"], "ema": 0.8},
+                                         "motion": {"weight": 1.0, "gate": 3.0}}
+        assert measured.tracker.threshold == published.tracker.threshold + 0.5 and measured.flow.source == "dis"
+    assert preset("pedestrian").tracker.age_unit == "seconds" and preset("pedestrian").tracker.max_age_s == 1.0
+    assert preset("car").tracker.max_age_frames == 30
+
+
+def test_the_node_config_files_hold_their_presets():
+    from conftest import REPO
+
+    for name in ("car", "pedestrian"):
+        tracker = load_config(REPO / "config" / f"{name}.yaml").tracker
+        assert tracker.cues == {**preset(name).tracker.cues, "points": {"weight": 0.0}}
+        assert tracker.threshold == preset(name).tracker.threshold
 
 
 @pytest.mark.parametrize(
@@ -51,10 +76,10 @@ def test_ros_parameter_files_load_over_a_preset(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("/**:\n  ros__parameters:\n    tracker:\n      max_age_s: 3.0\n      age_unit: seconds\n"
                     "      cues:\n        mask_iou: {weight: 0.25}\n        flow_iou: {weight: 1.0}\n")
-    config = load_config(path, preset_name="pedestrian")
+    config = load_config(path, preset_name="pedestrian-published")
     assert config.tracker.max_age_s == 3.0 and config.tracker.age_unit == "seconds"
     # cues merge over the preset's by name: untouched ones and untouched options stay
-    assert config.tracker.cues == {"embedding": preset("pedestrian").tracker.cues["embedding"],
+    assert config.tracker.cues == {"embedding": preset("pedestrian-published").tracker.cues["embedding"],
                                    "mask_iou": {"weight": 0.25}, "flow_iou": {"weight": 1.0}}
     (tmp_path / "broken.yaml").write_text("tracker: [1, 2")
     with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
@@ -72,7 +97,7 @@ def test_shipped_config_files_are_valid():
         parameters = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
         listed = {f"{section}.{key}" for section, values in parameters.items() for key in values}
         assert listed == {name for name, _, _ in flat_fields()}, path.name
-        assert set(parameters["tracker"]["cues"]) == set(Config().tracker.cues), path.name
+        assert set(parameters["tracker"]["cues"]) == BUILT_IN_CUES, path.name
 
 
 def test_every_field_is_described_and_replace_works():

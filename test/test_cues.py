@@ -20,7 +20,7 @@ def instance(x0, width=10):
 
 
 def test_cues_are_built_with_their_options_in_config_order_and_weight_zero_disables():
-    cues = create_cues(preset("pedestrian").tracker.cues)
+    cues = create_cues(preset("pedestrian-published").tracker.cues)
     assert [(c.name, c.weight) for c in cues] == [("embedding", 1.3437965549876354), ("mask_iou", 0.54)]
     assert isinstance(cues[0], EmbeddingCue) and cues[0].offset == 9.447084376750222
     assert cues_need_embeddings(cues) and not cues_need_embeddings(cues[1:])

@@ -23,7 +23,7 @@ def checkpoints(tmp_path_factory):
 
 
 def test_export_and_verify_writes_both_networks_at_parity_with_torch(checkpoints, tmp_path):
-    config = preset("pedestrian").replace(**{"segmentation.weights": str(checkpoints / "se_tiny.pth"),
+    config = preset("pedestrian-published").replace(**{"segmentation.weights": str(checkpoints / "se_tiny.pth"),
                                              "embedding.weights": str(checkpoints / "pt.pth")})
     checks = export_and_verify(config, tmp_path, height=64, width=128)
     assert [c.path.name for c in checks] == ["se_tiny.onnx", "pt.onnx"]

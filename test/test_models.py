@@ -61,7 +61,7 @@ def excerpt(tmp_path_factory):
 
 
 def test_default_car_models_reproduce_the_card_on_a_held_out_excerpt(excerpt, tmp_path):
-    pipeline = MotsPipeline.from_config(preset("car").replace(**{"inference.cache_dir": str(tmp_path / "cache")}))
+    pipeline = MotsPipeline.from_config(preset("car-published").replace(**{"inference.cache_dir": str(tmp_path / "cache")}))
     from mots_ros.datasets import find_sequences
 
     track_dataset(pipeline, find_sequences(excerpt), tmp_path)
@@ -81,7 +81,7 @@ def test_shipped_onnx_files_match_their_checkpoints_and_cluster_identically():
     from mots_ros.export import max_relative_error
     from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 
-    config = preset("car")
+    config = preset("car-published")
     stem = DEFAULT_MODELS[("segmentation", "car")]
     on_torch = SpatialEmbeddingSegmenter(TorchBackend(build_segmentation_network(MODELS / f"{stem}.pth")), config.segmentation)
     on_ort = SpatialEmbeddingSegmenter(OnnxRuntimeBackend(MODELS / f"{stem}.onnx"), config.segmentation)

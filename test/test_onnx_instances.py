@@ -121,7 +121,7 @@ def test_files_of_another_layout_are_refused_with_the_outputs_named(tmp_path):
     with pytest.raises(ConfigError, match="has outputs \\[\\('logits', 2\\)\\]; onnx_instances reads YOLO-seg"):
         OnnxInstanceSegmenter(str(path), config())
     with pytest.raises(ConfigError, match="needs segmentation.weights set to your .onnx file"):
-        MotsPipeline.from_config(preset("car").replace(**{"segmentation.kind": "onnx_instances"}))
+        MotsPipeline.from_config(preset("car-published").replace(**{"segmentation.kind": "onnx_instances"}))
 
 
 class RandomYoloSeg(torch.nn.Module):
@@ -145,7 +145,7 @@ class RandomYoloSeg(torch.nn.Module):
 def test_random_weight_yolo_model_runs_through_the_pipeline_with_pointtrack(tmp_path):
     torch.manual_seed(0)
     path = export(RandomYoloSeg(), tmp_path / "random_yolo.onnx", ["output0", "output1"])
-    config = preset("car").replace(**{"segmentation.kind": "onnx_instances", "segmentation.weights": str(path),
+    config = preset("car-published").replace(**{"segmentation.kind": "onnx_instances", "segmentation.weights": str(path),
                                       "segmentation.score_threshold": 0.0, "segmentation.mask_threshold": 0.3,
                                       "segmentation.min_pixel": 1})
     pipeline = MotsPipeline.from_config(config)

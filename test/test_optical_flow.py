@@ -52,7 +52,7 @@ class FlowSeenCue(Cue):
 def test_flow_sources(source, given, expected):
     CUES.register("flow_seen", FlowSeenCue)
     FlowSeenCue.seen = []
-    config = preset("car").replace(**{"flow.source": source, "segmentation.kind": "ground_truth",
+    config = preset("car-published").replace(**{"flow.source": source, "segmentation.kind": "ground_truth",
                                       "tracker.cues.embedding.weight": 0.0, "tracker.cues.flow_seen.weight": 1.0})
     pipeline = MotsPipeline.from_config(config)
     from mots_ros.datasets import records_from_instance_map

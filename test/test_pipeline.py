@@ -48,7 +48,7 @@ def blob_frame(step):
 
 def make_pipeline(segmentation_network=None, config=None):
     torch.manual_seed(0)
-    config = config or preset("car")
+    config = config or preset("car-published")
     segmenter = SpatialEmbeddingSegmenter(segmentation_network or PerfectSegmentationNetwork(), config.segmentation)
     return MotsPipeline(segmenter, Embedder(TorchBackend(PointTrackNet()), config.embedding), Tracker(config.tracker))
 
@@ -116,7 +116,7 @@ def test_ground_truth_segmenter_serves_each_frame_its_annotated_masks():
     labels = np.zeros((HEIGHT, WIDTH), np.int32)
     labels[10:40, 10:60], labels[60:100, 100:150] = 2004, 2009
     segmenter = GroundTruthSegmenter({0: records_from_instance_map(0, labels)})
-    pipeline = MotsPipeline(segmenter, None, Tracker(preset("pedestrian").tracker))
+    pipeline = MotsPipeline(segmenter, None, Tracker(preset("pedestrian-published").tracker))
     result = pipeline.process(Frame(blob_frame(0), stamp_ns=0, frame_index=0))
     assert [t.class_id for t in result.instances] == [2, 2] and list(result.latency_ms) == list(pipeline.stage_names)
     assert sorted(int(t.mask.sum()) for t in result.instances) == [30 * 50, 40 * 50]
@@ -175,5 +175,5 @@ def test_fixed_input_size_pads_or_refuses():
 
 def test_the_shipped_car_model_says_what_it_was_trained_on(caplog):
     with caplog.at_level(logging.WARNING):
-        MotsPipeline.from_config(preset("car"))
+        MotsPipeline.from_config(preset("car-published"))
     assert "shipped car model, trained on synthetic street scenes only" in caplog.text

@@ -1,5 +1,6 @@
-"""The car and pedestrian presets give bit-identical output to v0.1 (before cues, segmenters and
-backends were chosen by name), on the CI MOTS20 excerpt and on a synthetic drive.
+"""The published presets (``car-published``, ``pedestrian-published``: v0.1's ``car`` and
+``pedestrian``) give bit-identical output to v0.1 (before cues, segmenters and backends were chosen
+by name, and before the motion and point cues), on the CI MOTS20 excerpt and on a synthetic drive.
 
 ``golden/preset_outputs.json`` holds the SHA-256 of each case's KITTI MOTS txt as written by
 commit 0b0ab0c. Oracle cases (ground-truth masks) depend only on association decisions; cases
@@ -73,23 +74,23 @@ def same_cpu() -> None:
 
 @pytest.mark.data
 @pytest.mark.parametrize("name, preset_name, overrides", [
-    ("mots20_0005_1_60_pedestrian_oracle", "pedestrian", {}),
-    ("mots20_0005_1_60_car_oracle", "car", {}),
-    ("mots20_0005_1_60_iou_only_oracle", "pedestrian", IOU_ONLY),
+    ("mots20_0005_1_60_pedestrian_oracle", "pedestrian-published", {}),
+    ("mots20_0005_1_60_car_oracle", "car-published", {}),
+    ("mots20_0005_1_60_iou_only_oracle", "pedestrian-published", IOU_ONLY),
 ])
 def test_oracle_on_the_mots20_excerpt(name, preset_name, overrides, mots20, tmp_path):
     check(name, oracle_records(preset(preset_name).replace(**overrides), mots20, tmp_path, "0005", 1, 60), tmp_path)
 
 
-@pytest.mark.parametrize("name, preset_name", [("synth_900_pedestrian_oracle", "pedestrian"),
-                                               ("synth_900_car_oracle", "car")])
+@pytest.mark.parametrize("name, preset_name", [("synth_900_pedestrian_oracle", "pedestrian-published"),
+                                               ("synth_900_car_oracle", "car-published")])
 def test_oracle_on_a_synthetic_drive(name, preset_name, synthetic, tmp_path):
     check(name, oracle_records(preset(preset_name), synthetic, tmp_path, "0000"), tmp_path)
 
 
 def test_full_pipeline_on_a_synthetic_drive(synthetic, tmp_path):
     same_cpu()
-    pipeline = MotsPipeline.from_config(preset("car"))
+    pipeline = MotsPipeline.from_config(preset("car-published"))
     check("synth_900_car_full", track_sequence(pipeline, iterate_frames(synthetic / "images" / "0000")), tmp_path)
 
 
@@ -101,10 +102,10 @@ def test_full_pipeline_on_a_synthetic_drive(synthetic, tmp_path):
 ])
 def test_bag_evaluation_with_each_cue(name, overrides, synthetic_bag, tmp_path):
     same_cpu()
-    check(name, track_bag(MotsPipeline.from_config(preset("car").replace(**overrides)), synthetic_bag), tmp_path)
+    check(name, track_bag(MotsPipeline.from_config(preset("car-published").replace(**overrides)), synthetic_bag), tmp_path)
 
 
 def test_the_v0_1_flat_keys_still_give_the_same_config(caplog):
-    old = preset("car").replace(**{"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0, "tracker.threshold": 0.0})
-    assert old == preset("car").replace(**IOU_ONLY)
+    old = preset("car-published").replace(**{"tracker.reid_scale": 0.0, "tracker.mask_iou_weight": 1.0, "tracker.threshold": 0.0})
+    assert old == preset("car-published").replace(**IOU_ONLY)
     assert "tracker.reid_scale is deprecated; use tracker.cues.embedding.weight" in caplog.text

@@ -46,7 +46,7 @@ def test_the_cue_example_follows_box_centres():
 
 def test_the_segmenter_example_finds_and_tracks_a_moving_square():
     SEGMENTERS.register("motion", readme_example("mots_ros/segmenters/motion.py").MotionSegmenter)
-    config = preset("car").replace(**{"segmentation.kind": "motion", "segmentation.min_pixel": 50,
+    config = preset("car-published").replace(**{"segmentation.kind": "motion", "segmentation.min_pixel": 50,
                                       "tracker.cues.embedding.weight": 0.0, "tracker.cues.mask_iou.weight": 1.0,
                                       "tracker.threshold": 0.1})
     pipeline = MotsPipeline.from_config(config)
@@ -70,7 +70,7 @@ def test_the_backend_example_agrees_with_onnx_runtime():
     from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
     from mots_ros.export import max_relative_error
 
-    config = preset("car").replace(**{"inference.backend": "opencv_readme"})
+    config = preset("car-published").replace(**{"inference.backend": "opencv_readme"})
     backend = create_backend("embedding", config)
     rng = np.random.default_rng(0)
     points, boxes = rng.random((5, 1500, 8), dtype=np.float32), rng.random((5, 4), dtype=np.float32)

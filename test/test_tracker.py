@@ -13,7 +13,7 @@ from mots_ros.cues.flow_iou import FlowIoUCue, warp_mask
 from mots_ros.cues.mask_iou import MaskIoUCue
 from mots_ros.tracker import Tracker
 
-CAR = preset("car").tracker
+CAR = preset("car-published").tracker
 HEIGHT, WIDTH = 60, 100
 
 
