@@ -66,3 +66,24 @@ def test_flow_sources(source, given, expected):
     (value,) = FlowSeenCue.seen
     assert (value is None) if expected is None else value == pytest.approx(expected, abs=0.3)
     assert ("optical_flow" in result.latency_ms) == (source == "dis")
+
+
+def test_no_flow_across_a_time_jump_and_dis_starts_again_after_it():
+    CUES.register("flow_seen", FlowSeenCue)
+    FlowSeenCue.seen = []
+    config = preset("car-published").replace(**{"flow.source": "dis", "segmentation.kind": "ground_truth",
+                                                "tracker.cues.embedding.weight": 0.0, "tracker.cues.flow_seen.weight": 1.0,
+                                                "tracker.time_jump_s": 1.0, "tracker.threshold": 0.0})
+    pipeline = MotsPipeline.from_config(config)
+    from mots_ros.datasets import records_from_instance_map
+
+    labels = np.zeros((140, 220), np.int32)
+    labels[40:80, 60:100] = 1001
+    pipeline.segmenter.use_annotations({i: records_from_instance_map(i, labels) for i in range(4)})
+    second = 1_000_000_000
+    for index, (stamp_ns, shift) in enumerate([(0, 0), (second // 10, 3), (5 * second, 6), (5 * second + second // 10, 9)]):
+        pipeline.process(Frame(textured(shift, 2), stamp_ns=stamp_ns, frame_index=index))
+    # frame 1 follows frame 0; frame 2 comes 4.9 s later (no flow, motion restarts); frame 3 follows it
+    assert FlowSeenCue.seen[0] == pytest.approx(3.0, abs=0.3) and FlowSeenCue.seen[1] is None
+    assert FlowSeenCue.seen[2] == pytest.approx(3.0, abs=0.3)
+    assert len(pipeline.tracker.tracks) == 1  # the track itself survives the jump
