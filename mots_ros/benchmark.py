@@ -48,7 +48,11 @@ def machine_description() -> dict[str, str | int]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count() or 0, "python": platform.python_version(), "system": platform.platform()}
+    from mots_ros.cpu_features import cpu_features
+
+    found = [name for name, present in cpu_features().items() if present]
+    return {"cpu": cpu, "logical_cpus": os.cpu_count() or 0, "python": platform.python_version(), "system": platform.platform(),
+            "matrix_instructions": " ".join(found) or "none found"}
 
 
 def benchmark_frame(rng: np.random.Generator):
@@ -331,7 +335,8 @@ def format_table(report: dict) -> str:
     for name, scores in report.get("oracle", {}).items():
         lines.append(f"oracle {name:<23}HOTA {scores['HOTA']:.2f}  AssA {scores['AssA']:.2f}  IDS {scores['IDS']:.0f}  "
                      f"IDF1 {scores['IDF1']:.2f}  ({scores['TP']:.0f} masks, {scores['seconds']:.0f} s)")
-    lines.append(f"machine: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs)")
+    lines.append(f"machine: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs; "
+                 f"{report['machine'].get('matrix_instructions', 'matrix instructions not checked')})")
     return "\n".join(lines)
 
 

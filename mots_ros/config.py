@@ -134,7 +134,10 @@ class InferenceConfig:
                            "or a mots_ros.backends plugin")
     device: str = _option("auto", "auto (a GPU when there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
     num_threads: int = _option(0, "CPU threads for inference; 0 = the runtime's default", low=0, high=256)
-    precision: str = _option("fp16", "TensorRT engine precision (fp32, fp16, int8)", choices=("fp32", "fp16", "int8"))
+    precision: str = _option("auto", "network precision: auto (fp16 on TensorRT, fp32 elsewhere), fp32, fp16 (TensorRT, "
+                             "OpenVINO GPU), bf16 (OpenVINO CPU) or int8 (TensorRT)",
+                             choices=("auto", "fp32", "fp16", "bf16", "int8"))
+    openvino_device: str = _option("CPU", "OpenVINO device name for backend openvino (CPU, GPU, NPU, AUTO, ...)")
     calibration_images: str = _option("", "image folder for int8 calibration; empty when not using int8")
     cache_dir: str = _option("~/.cache/mots_ros", "where exported ONNX files and TensorRT engines are cached")
 

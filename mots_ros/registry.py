@@ -101,4 +101,5 @@ BACKENDS = Registry("inference backend", "mots_ros.backends", {
     "onnxruntime": "mots_ros.backends.onnx_backend:OnnxRuntimeBackend",
     "tensorrt": "mots_ros.backends.tensorrt_backend:TensorRTBackend",
     "opencv": "mots_ros.backends.opencv_backend:OpenCvDnnBackend",
+    "openvino": "mots_ros.backends.openvino_backend:OpenVinoBackend",
 })

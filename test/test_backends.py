@@ -17,8 +17,8 @@ from mots_ros.errors import BackendError
 from mots_ros.export import export_embedding, export_segmentation, max_relative_error, onnx_metadata
 from mots_ros.segmentation import SpatialEmbeddingNet
 
-ALL_BACKENDS = ("torch-cpu", "onnxruntime-cpu", "opencv-cpu", "torch-cuda", "onnxruntime-cuda", "onnxruntime-tensorrt",
-                "tensorrt")
+ALL_BACKENDS = ("torch-cpu", "onnxruntime-cpu", "opencv-cpu", "openvino-cpu", "torch-cuda", "onnxruntime-cuda",
+                "onnxruntime-tensorrt", "tensorrt")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,10 @@ def make_backend(name, network, networks):
 
         path = networks["se_dynamic" if network == "se" else "pt_onnx"]
         return TensorRTBackend(path, precision="fp32", cache_dir=networks["folder"] / "engines")
+    if runtime == "openvino":
+        from mots_ros.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(networks["se_dynamic" if network == "se" else "pt_onnx"], precision="fp32")
     if runtime == "opencv":
         from mots_ros.backends.opencv_backend import OpenCvDnnBackend
 
@@ -130,3 +134,29 @@ def test_engine_cache_key_covers_what_invalidates_an_engine(tmp_path):
     assert not cached_engine_matches(engine, sidecar, dataclasses.replace(key, gpu_name="Xavier"))
     sidecar.write_text("{ corrupt")
     assert not cached_engine_matches(engine, sidecar, key)
+
+
+def test_openvino_bf16_stays_close_to_fp32_where_the_cpu_has_bf16(networks):
+    import openvino
+
+    from mots_ros.backends.openvino_backend import OpenVinoBackend
+
+    if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(BackendError, match="no bf16 instructions"):
+            OpenVinoBackend(networks["se_dynamic"], precision="bf16")
+        return
+    image = np.random.default_rng(1).random((1, 3, 72, 136), dtype=np.float32)
+    fp32 = OpenVinoBackend(networks["se_dynamic"], precision="fp32").run(image)
+    bf16 = OpenVinoBackend(networks["se_dynamic"], precision="bf16")
+    assert bf16.name == "openvino-cpu-bf16"
+    error = max_relative_error(fp32, bf16.run(image))
+    assert 1e-6 < error < 5e-2  # really reduced (not fp32 in disguise), and still close
+
+
+def test_openvino_refuses_what_it_cannot_run(networks):
+    from mots_ros.backends.openvino_backend import OpenVinoBackend
+
+    with pytest.raises(BackendError, match="int8 needs a quantized model"):
+        OpenVinoBackend(networks["se_dynamic"], precision="int8")
+    with pytest.raises(BackendError, match="OpenVINO has no device 'NPU'"):
+        OpenVinoBackend(networks["se_dynamic"], device="NPU")

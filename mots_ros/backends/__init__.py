@@ -15,7 +15,7 @@ the :class:`InferenceBackend` instance methods:
   ``segmentation`` or ``embedding`` network of a config.
 
 ``backend: auto`` tries every available ``name-device`` pair by rank; with the built-in ones:
-tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu.
+tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu > torch-cpu > openvino > opencv.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ class InferenceBackend(Protocol):
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         """Runs the network on float32 arrays and returns its float32 output."""
         ...
+
+
+def precision_for(config: Config, backend_default: str) -> str:
+    """``inference.precision``, with ``auto`` resolved to the backend's own default."""
+    precision = config.inference.precision
+    return backend_default if precision == "auto" else precision
 
 
 def nvidia_gpu_present() -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mots_ros.backends import nvidia_gpu_present
+from mots_ros.backends import nvidia_gpu_present, precision_for
 from mots_ros.errors import BackendError
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class OnnxRuntimeBackend:
 
         inference = config.inference
         return cls(model_file(config, network, "onnx"), provider=device, num_threads=inference.num_threads,
-                   cache_dir=Path(inference.cache_dir).expanduser() / "engines", fp16=inference.precision == "fp16")
+                   cache_dir=Path(inference.cache_dir).expanduser() / "engines", fp16=precision_for(config, "fp16") == "fp16")
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", num_threads: int = 0,
                  cache_dir: str | Path | None = None, fp16: bool = False):

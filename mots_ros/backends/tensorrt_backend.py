@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from mots_ros.backends import nvidia_gpu_present
+from mots_ros.backends import nvidia_gpu_present, precision_for
 from mots_ros.errors import BackendError
 
 if TYPE_CHECKING:
@@ -194,7 +194,10 @@ class TensorRTBackend:
         import_tensorrt()  # before any export: a missing TensorRT is the message the user needs
         seg, inference = config.segmentation, config.inference
         size = (seg.input_height, seg.input_width) if seg.input_height and network == "segmentation" else None
-        return cls(model_file(config, network, "onnx"), precision=inference.precision,
+        precision = precision_for(config, "fp16")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise BackendError(f"backend tensorrt builds fp32, fp16 or int8 engines, not {precision}")
+        return cls(model_file(config, network, "onnx"), precision=precision,
                    cache_dir=Path(inference.cache_dir).expanduser() / "engines", image_size=size,
                    calibration_batches=calibration_batches if network == "segmentation" else None)
 
