@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ from mots_ros.segmenters.ground_truth import GroundTruthSegmenter
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = 10.0  # KITTI's camera rate
+#: Frame rates of the MOTSChallenge (MOTS20) training sequences, from their seqinfo.ini files.
+MOTS20_FPS = {"0002": 30.0, "0005": 14.0, "0009": 30.0, "0011": 30.0}
 
 
 def result_records(result: FrameResult, frame: int) -> list[MotsRecord]:
@@ -99,18 +101,20 @@ def track_dataset(
     *,
     first: int | None = None,
     last: int | None = None,
-    fps: float = DEFAULT_FPS,
+    fps: float | Mapping[str, float] = DEFAULT_FPS,
     progress: bool = False,
 ) -> list[Path]:
     """Tracks every sequence and writes ``<out_dir>/<seq>.txt``.
 
     With the ``ground_truth`` segmenter, each sequence's own annotations are its segmentation.
+    ``fps`` is one rate for all, or a rate per sequence name (others get ``DEFAULT_FPS``).
     """
     written = []
     for sequence in sequences:
         if isinstance(pipeline.segmenter, GroundTruthSegmenter):
             pipeline.segmenter.use_annotations(records_by_frame(read_annotations(sequence)))
-        records = track_sequence(pipeline, iterate_frames(sequence.image_dir, first, last), fps=fps, progress=progress)
+        rate = fps.get(sequence.name, DEFAULT_FPS) if isinstance(fps, Mapping) else fps
+        records = track_sequence(pipeline, iterate_frames(sequence.image_dir, first, last), fps=rate, progress=progress)
         path = Path(out_dir) / f"{sequence.name}.txt"
         write_mots_txt(path, records)
         written.append(path)
@@ -125,7 +129,7 @@ def evaluate_oracle(
     sequences: list[str] | None = None,
     first: int | None = None,
     last: int | None = None,
-    fps: float = DEFAULT_FPS,
+    fps: float | Mapping[str, float] = DEFAULT_FPS,
     progress: bool = False,
 ) -> EvaluationResult:
     """Association alone: ground-truth masks without ids through ``pipeline``, scored by TrackEval.
