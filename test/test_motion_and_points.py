@@ -124,7 +124,7 @@ def test_cue_options_out_of_range_are_config_errors_naming_the_cue():
             create_cues(cues)
 
 
-def test_greedy_and_time_jump_are_config_keys_and_published_presets_keep_hungarian():
+def test_assignment_is_a_checked_config_key_and_published_presets_keep_hungarian():
     assert preset("pedestrian-published").tracker.assignment == "hungarian"
     with pytest.raises(ConfigError, match="tracker.assignment"):
         preset("pedestrian").replace(**{"tracker.assignment": "random"})

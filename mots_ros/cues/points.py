@@ -93,6 +93,8 @@ class PointCue(Cue):
             return
         points = np.concatenate([np.concatenate([s.positive, s.negative]) for s in states]).astype(np.float32)
         alive = np.concatenate([np.concatenate([s.positive_alive, s.negative_alive]) for s in states])
+        if not len(points):
+            return  # tracks without points (empty masks) re-sample at their next match
         if not context.continuous:
             alive[:] = False  # after a time jump the points are meaningless until re-sampled
         else:
