@@ -230,8 +230,6 @@ def cue_timings(repeats: int) -> dict[str, dict[str, float]]:
     import cv2
 
     from mots_ros.config import TrackerConfig, preset
-    from mots_ros.datatypes import Instance
-    from mots_ros.masks import encode_rle
     from mots_ros.tracker import Tracker
 
     rng = np.random.default_rng(0)
@@ -240,7 +238,7 @@ def cue_timings(repeats: int) -> dict[str, dict[str, float]]:
     timings = {}
     try:
         for height, width in ((375, 1242), (1080, 1920)):
-            frames = _moving_scene(height, width, repeats + 3, rng, encode_rle, Instance)
+            frames = _moving_scene(height, width, repeats + 3, rng)
             flow = np.zeros((height, width, 2), np.float32)
             flow[..., 0] = 3.0
             variants = {**CUE_VARIANTS, "pedestrian_preset": preset("pedestrian").tracker.cues,
@@ -261,9 +259,12 @@ def cue_timings(repeats: int) -> dict[str, dict[str, float]]:
     return timings
 
 
-def _moving_scene(height: int, width: int, count: int, rng: np.random.Generator, encode_rle, instance_type) -> list:
+def _moving_scene(height: int, width: int, count: int, rng: np.random.Generator) -> list:
     """``count`` frames of a smooth texture and 20 person-sized boxes, all moving 3 px right per frame."""
     import cv2
+
+    from mots_ros.datatypes import Instance
+    from mots_ros.masks import encode_rle
 
     texture = cv2.GaussianBlur(rng.integers(0, 256, (height, width + 3 * count, 3), dtype=np.uint8), (0, 0), 2.0)
     box_h, box_w = height // 4, max(width // 40, 8)
@@ -275,11 +276,11 @@ def _moving_scene(height: int, width: int, count: int, rng: np.random.Generator,
         image = np.ascontiguousarray(texture[:, 3 * count - 3 * index : 3 * count - 3 * index + width])
         instances = []
         for (x0, y0), embedding in zip(corners, embeddings):
+            left = x0 + 3 * index
             mask = np.zeros((height, width), bool)
-            mask[y0 : y0 + box_h, x0 + 3 * index : x0 + 3 * index + box_w] = True
-            instances.append(instance_type(rle=encode_rle(mask), bbox=(x0 + 3 * index, y0, x0 + 3 * index + box_w - 1,
-                                                                       y0 + box_h - 1), class_id=2, score=1.0,
-                                           embedding=embedding))
+            mask[y0 : y0 + box_h, left : left + box_w] = True
+            instances.append(Instance(rle=encode_rle(mask), bbox=(left, y0, left + box_w - 1, y0 + box_h - 1),
+                                      class_id=2, score=1.0, embedding=embedding))
         frames.append((image, instances))
     return frames
 

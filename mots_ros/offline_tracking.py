@@ -152,9 +152,20 @@ def evaluate_oracle(
         frames = [f for f, _ in list_frames(sequence.image_dir)]
         entries.append(SeqmapEntry(sequence.name, frames[0] if first is None else first,
                                    frames[-1] if last is None else last))
-    seqmap = out_dir / "evaluated.seqmap"
-    write_seqmap(seqmap, entries)
-    result = evaluate(data, out_dir, seqmap=seqmap)
+    return score_results(data, out_dir, entries)
+
+
+def score_results(ground_truth: str | os.PathLike, out_dir: str | os.PathLike,
+                  seqmap: str | os.PathLike | list[SeqmapEntry]) -> EvaluationResult:
+    """TrackEval on the ``<seq>.txt`` files in ``out_dir``; also writes ``metrics.json`` there.
+
+    ``seqmap`` is a seqmap file, or the entries to write to ``<out_dir>/evaluated.seqmap`` first.
+    """
+    out_dir = Path(out_dir)
+    if isinstance(seqmap, list):
+        entries, seqmap = seqmap, out_dir / "evaluated.seqmap"
+        write_seqmap(seqmap, entries)
+    result = evaluate(ground_truth, out_dir, seqmap=seqmap)
     save_result(result, out_dir / "metrics.json")
     return result
 
@@ -219,9 +230,6 @@ def evaluate_bag(
     write_mots_txt(out_dir / f"{sequence}.txt", records)
     if seqmap is None:
         frames = sorted({r.frame for r in records}) or [0]
-        seqmap = out_dir / "evaluated.seqmap"
-        write_seqmap(seqmap, [SeqmapEntry(sequence, first if first is not None else frames[0],
-                                          last if last is not None else frames[-1])])
-    result = evaluate(ground_truth, out_dir, seqmap=seqmap)
-    save_result(result, out_dir / "metrics.json")
-    return result
+        return score_results(ground_truth, out_dir, [SeqmapEntry(sequence, first if first is not None else frames[0],
+                                                                 last if last is not None else frames[-1])])
+    return score_results(ground_truth, out_dir, seqmap)

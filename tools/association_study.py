@@ -39,14 +39,14 @@ from mots_ros.datasets import (
     read_image_rgb,
     records_by_frame,
     write_mots_txt,
-    write_seqmap,
 )
-from mots_ros.evaluation import evaluate
+from mots_ros.datatypes import FrameResult, Instance
+from mots_ros.offline_tracking import MOTS20_FPS, score_results, track_sequence
 from mots_ros.optical_flow import DisFlow
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.tracker import Tracker
 
-FPS = {"0005": 14.0, "0009": 30.0}  # MOTS20-05 and -09 frame rates (seqinfo)
+FPS = {name: MOTS20_FPS[name] for name in ("0005", "0009")}  # the sequences in ../shared
 METRICS = ("HOTA", "AssA", "DetA", "IDS", "IDF1")
 
 
@@ -60,41 +60,25 @@ def cache(data: Path, cache_dir: Path, dis_preset: str) -> None:
             continue
         started = time.monotonic()
         pipeline.segmenter.use_annotations(records_by_frame(read_annotations(sequence)))
-        pipeline.reset(restart_ids=True)
         frames = list_frames(sequence.image_dir)
+        height, width = read_image_rgb(frames[0][1]).shape[:2]
+        flows = np.lib.format.open_memmap(cache_dir / f"{sequence.name}_flow_{dis_preset}.npy", mode="w+",
+                                          dtype=np.float16, shape=(len(frames), height, width, 2))
         dis = DisFlow(dis_preset)
-        flows: np.lib.format.open_memmap | None = None
-        per_frame = []
-        for position, (frame, path) in enumerate(frames):
-            image = read_image_rgb(path)
-            stamp_ns = int(round((frame - frames[0][0]) * 1e9 / FPS[sequence.name]))
-            result = pipeline.process(_frame(image, stamp_ns, frame))
-            per_frame.append((frame, stamp_ns, [t.instance for t in result.instances]))
+        per_frame: list[tuple[int, int, list[Instance]]] = []
+
+        def keep(frame: int, image: np.ndarray, result: FrameResult, dis: DisFlow = dis, flows: np.ndarray = flows,
+                 per_frame: list = per_frame) -> None:
+            per_frame.append((frame, result.stamp_ns, [t.instance for t in result.instances]))
             flow = dis.next_flow(image)
-            if flows is None:
-                flows = np.lib.format.open_memmap(cache_dir / f"{sequence.name}_flow_{dis_preset}.npy", mode="w+",
-                                                  dtype=np.float16, shape=(len(frames), *image.shape[:2], 2))
             if flow is not None:
-                flows[position] = flow.astype(np.float16)
-            if position % 50 == 0:
-                print(f"{sequence.name} frame {frame}: {len(per_frame[-1][2])} instances, "
-                      f"{time.monotonic() - started:.0f} s", flush=True)
-        assert flows is not None
+                flows[len(per_frame) - 1] = flow.astype(np.float16)
+
+        track_sequence(pipeline, frames, fps=FPS[sequence.name], on_result=keep)
         flows.flush()
         with open(cache_dir / f"{sequence.name}_instances.pkl", "wb") as file:
             pickle.dump({"frames": per_frame, "image_dir": str(sequence.image_dir)}, file)
         print(f"{sequence.name}: {len(frames)} frames cached in {time.monotonic() - started:.0f} s", flush=True)
-
-
-def _frame(image: np.ndarray, stamp_ns: int, frame: int):  # local import keeps the module's top short
-    from mots_ros.datatypes import Frame
-
-    return Frame(image, stamp_ns=stamp_ns, frame_index=frame)
-
-
-def settings_config(base: str, overrides: dict[str, Any]) -> Config:
-    """A preset with one grid entry's dotted overrides."""
-    return preset(base).replace(**overrides)
 
 
 def replay(cache_dir: Path, sequence: str, config: Config, dis_preset: str) -> list[MotsRecord]:
@@ -127,16 +111,14 @@ def score(data: Path, out_dir: Path, sequence: str, records: list[MotsRecord],
     write_mots_txt(out_dir / f"{sequence}.txt", records)
     frames = [f for f, _ in list_frames(Path(data) / "images" / sequence)]
     first, last = frame_range or (frames[0], frames[-1])
-    seqmap = out_dir / "evaluated.seqmap"
-    write_seqmap(seqmap, [SeqmapEntry(sequence, first, last)])
-    combined = evaluate(data, out_dir, seqmap=seqmap).combined("pedestrian")
+    combined = score_results(data, out_dir, [SeqmapEntry(sequence, first, last)]).combined("pedestrian")
     return {key: float(combined[key]) for key in METRICS}
 
 
 def _one(job: tuple[Path, Path, Path, str, str, str, dict[str, Any], str]) -> tuple[str, str, dict[str, float], float]:
     data, cache_dir, out, name, sequence, base, overrides, dis_preset = job
     started = time.monotonic()
-    config = settings_config(base, overrides)
+    config = preset(base).replace(**overrides)
     records = replay(cache_dir, sequence, config, dis_preset)
     tracking_s = time.monotonic() - started
     values = score(data, out / name / sequence, sequence, records)

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from mots_ros.config import preset
-from mots_ros.offline_tracking import evaluate_oracle
+from mots_ros.offline_tracking import MOTS20_FPS, evaluate_oracle
 from mots_ros.pipeline import MotsPipeline
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0)
-FPS = {"0005": 14.0, "0009": 30.0}  # MOTS20-05 and -09 frame rates (seqinfo)
+FPS = {name: MOTS20_FPS[name] for name in ("0005", "0009")}  # the sequences in ../shared
 
 
 def main() -> None:
