@@ -58,7 +58,9 @@ class OpenVinoBackend:
             raise BackendError(f"backend openvino runs fp32, bf16 (CPU) or fp16 (GPU), not {precision}; int8 "
                                "needs a quantized model, which mots_ros does not make yet")
         core = openvino.Core()
-        if device.split(".")[0] not in ("AUTO", "MULTI", "HETERO") and device.split(".")[0] not in core.available_devices:
+        plugin = device.split(".")[0]  # "GPU.1" names the second GPU; AUTO, MULTI and HETERO choose themselves
+        available = {name.split(".")[0] for name in core.available_devices}
+        if plugin not in ("AUTO", "MULTI", "HETERO") and plugin not in available:
             raise BackendError(f"OpenVINO has no device {device!r} here (available: {core.available_devices})")
         if precision == "bf16" and device == "CPU" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             raise BackendError("this CPU has no bf16 instructions (AVX-512-BF16 or AMX); use precision fp32")
