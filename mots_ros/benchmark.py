@@ -1,11 +1,11 @@
 """``mots-ros bench``: per-stage latency on a KITTI-sized frame (375×1242) with 10 instances.
 
-Networks run with random weights (weights do not change their cost) on torch, ONNX Runtime and OpenCV DNN;
-clustering runs on the ideal output for 10 instances, so it does the work a trained model's
+Networks run with random weights (weights do not change their cost) on torch, ONNX Runtime,
+OpenCV DNN and OpenVINO (fp32, and bf16 where the CPU has it); clustering runs on the ideal output for 10 instances, so it does the work a trained model's
 output needs. Every stage is warmed up and then timed; the report gives median and p95 in ms per
 thread count, the share of the CPU stages relative to the width-0.5 segmentation forward, and,
 optionally, frames processed end to end by the real node and oracle tracking scores on a real
-dataset (MOTS20: association alone, embedding against IoU only). Timings describe this machine
+dataset (MOTS20: association alone, the measured and published presets against IoU only). Timings describe this machine
 at that moment; nothing asserts them.
 """
 
@@ -66,18 +66,30 @@ def benchmark_frame(rng: np.random.Generator):
 
 
 def _runtimes() -> list[str]:
+    """The runtimes installed here; OpenVINO in fp32, and in bf16 where the CPU has bf16 instructions."""
     import importlib.util
 
-    return ["torch"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else []) + ["opencv"]
+    runtimes = ["torch"] + (["onnxruntime"] if importlib.util.find_spec("onnxruntime") else []) + ["opencv"]
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino
+
+        runtimes.append("openvino")
+        if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            runtimes.append("openvino_bf16")
+    return runtimes
 
 
 def _backend(model, runtime: str, threads: int, folder: Path, export: Callable):
-    """``model`` on ``runtime`` (torch, onnxruntime or opencv); ``export(model, folder)`` writes its ONNX file."""
+    """``model`` on ``runtime`` (see :func:`_runtimes`); ``export(model, folder)`` writes its ONNX file."""
     if runtime == "torch":
         from mots_ros.backends.torch_backend import TorchBackend
 
         return TorchBackend(model, num_threads=threads)
     path = export(model, folder)
+    if runtime.startswith("openvino"):
+        from mots_ros.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, precision="bf16" if runtime.endswith("bf16") else "fp32", num_threads=threads)
     if runtime == "opencv":
         from mots_ros.backends.opencv_backend import OpenCvDnnBackend
 
