@@ -30,7 +30,7 @@ def main() -> None:
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for weight in args.weights:
         for sequence, fps in FPS.items():
-            config = preset("pedestrian").replace(**{"segmentation.kind": "ground_truth", "flow.source": "dis",
+            config = preset("pedestrian-published").replace(**{"segmentation.kind": "ground_truth", "flow.source": "dis",
                                                      "tracker.cues.flow_iou.weight": weight})
             result = evaluate_oracle(MotsPipeline.from_config(config), args.data,
                                      args.out / f"w{weight:g}" / sequence, sequences=[sequence], fps=fps)
