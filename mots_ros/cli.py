@@ -301,8 +301,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if not args.init or len(args.data) != 1 or not args.sequences:
         raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
-    config = load_config(preset_name=args.preset).replace(**{"embedding.weights": args.init, "inference.backend": "torch",
-                                                             "segmentation.kind": "ground_truth"})
+    # The shipped embeddings are scaled to the paper's constants, so calibration fits those.
+    config = load_config(preset_name=f"{args.preset}-published").replace(**{
+        "embedding.weights": args.init, "inference.backend": "torch", "segmentation.kind": "ground_truth"})
     collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps)
     scale, table = calibrate_scale(collected, args.data[0], config)
     print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
@@ -393,7 +394,7 @@ def _add_train_command(sub) -> None:
                        help="calibrate: fit a trained embedding's distance scale to the preset's constants (--init, --out FILE)")
     train.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (KITTI MOTS / MOTSChallenge layout)")
     train.add_argument("--out", type=Path, required=True, help="folder for last.pth (resumable) and final.pth; a file for calibrate")
-    train.add_argument("--preset", choices=("car", "pedestrian"), default="car", help="association constants (calibrate)")
+    train.add_argument("--preset", choices=("car", "pedestrian"), default="car", help="association constants to calibrate to: the published ones of this class")
     train.add_argument("--fps", type=float, default=10.0, help="frame rate of the data, for stamps (calibrate)")
     train.add_argument("--sequences", nargs="*", help="NAME or NAME:FIRST-LAST selections (default: all)")
     train.add_argument("--class-id", type=int, default=1, choices=(1, 2), help="1 car, 2 pedestrian")
