@@ -76,7 +76,88 @@ def _runtimes() -> list[str]:
         runtimes.append("openvino")
         if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             runtimes.append("openvino_bf16")
+    if importlib.util.find_spec("onnxruntime"):
+        runtimes.append("onnxruntime_int8")  # segmentation only: int8 quantizes that network
+        if "openvino" in runtimes:
+            runtimes.append("openvino_int8")
     return runtimes
+
+
+#: Which matrix-product peak each runtime's forward is compared with.
+RUNTIME_PRECISION = {"openvino_bf16": "bf16", "onnxruntime_int8": "int8", "openvino_int8": "int8"}
+
+
+def matmul_peak_gflops(threads: int, size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """This CPU's measured matrix-product rate per precision (GFLOP/s, int8 in GOP/s) on ``threads``.
+
+    Each precision takes the best of torch (fp32 sgemm; bf16 on AVX-512-BF16 or AMX; int8
+    ``torch._int_mm`` on VNNI or AMX) and, where installed, OpenVINO's MatMul in f32 and bf16. A
+    network's rate is compared with these; it can come close, but a product of two large square
+    matrices is the best case for every runtime.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    peaks: dict[str, float] = {}
+
+    def record(precision: str, function: Callable[[], object]) -> None:
+        try:
+            rate = 2 * size**3 / (time_call(function, repeats)["median_ms"] * 1e-3) / 1e9
+        except RuntimeError:  # e.g. no int8 matrix product in this torch build
+            return
+        peaks[precision] = max(peaks.get(precision, 0.0), rate)
+
+    for precision, make in (("fp32", lambda: torch.randn(size, size)),
+                            ("bf16", lambda: torch.randn(size, size, dtype=torch.bfloat16)),
+                            ("int8", lambda: torch.randint(-128, 127, (size, size), dtype=torch.int8))):
+        a, b = make(), make()
+        record(precision, (lambda a=a, b=b: torch._int_mm(a, b)) if precision == "int8" else (lambda a=a, b=b: a @ b))
+    try:
+        import onnx
+        import openvino
+        from onnx import TensorProto, helper
+    except ImportError:
+        return peaks
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "matmul",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [size, size]) for n in ("a", "b")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folder = Path(tempfile.mkdtemp(prefix="mots_peak_"))
+    onnx.save(model, str(folder / "matmul.onnx"))
+    core = openvino.Core()
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    hints = {"fp32": "f32"} | ({"bf16": "bf16"} if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else {})
+    for precision, hint in hints.items():
+        request = core.compile_model(core.read_model(str(folder / "matmul.onnx")), "CPU", {
+            "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}).create_infer_request()
+        record(precision, lambda r=request: r.infer([a, a]))
+    return peaks
+
+
+def network_gflop(model, *inputs) -> float:
+    """Multiply-adds x 2 of one forward of a torch module, counted from its convolution and linear layers."""
+    import torch
+
+    total = [0]
+
+    def count(module, _inputs, output):
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            in_channels = module.in_channels // module.groups
+            kernel = int(np.prod(module.kernel_size))
+            # A transposed conv does its kernel's work per input pixel; a conv per output pixel.
+            pixels = _inputs[0][0, 0].numel() if isinstance(module, torch.nn.ConvTranspose2d) else output[0, 0].numel()
+            out_channels = module.out_channels
+            total[0] += 2 * output.shape[0] * out_channels * in_channels * kernel * pixels
+        elif isinstance(module, torch.nn.Linear):
+            total[0] += 2 * output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    with torch.inference_mode():
+        model(*(torch.from_numpy(x) for x in inputs))
+    for hook in hooks:
+        hook.remove()
+    return total[0] / 1e9
 
 
 def _backend(model, runtime: str, threads: int, folder: Path, export: Callable):
@@ -86,6 +167,16 @@ def _backend(model, runtime: str, threads: int, folder: Path, export: Callable):
 
         return TorchBackend(model, num_threads=threads)
     path = export(model, folder)
+    if runtime.endswith("int8"):
+        if "se_" in path.name:  # OpenVINO cannot compile a fixed-size int8 file (openvino_backend), so dynamic here
+            from mots_ros.export import export_segmentation
+
+            path = export_segmentation(model, path.with_name(path.stem + "_dynamic.onnx"), height=None, width=None)
+        from mots_ros.backends.quantization import quantize_int8
+
+        # Calibrated on the benchmark frame: the ranges do not change the int8 kernels' cost.
+        calibration = np.random.default_rng(1).random((1, 3, 376, 1248), dtype=np.float32)
+        path = quantize_int8(path, path.with_name(path.stem + "_int8.onnx"), lambda: [(calibration,)])
     if runtime.startswith("openvino"):
         from mots_ros.backends.openvino_backend import OpenVinoBackend
 
@@ -167,8 +258,10 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     stages["decode_bgr8"] = time_call(lambda: decode_image(bgr_bytes, FRAME_HEIGHT, FRAME_WIDTH, "bgr8", FRAME_WIDTH * 3), repeats)
 
     network_input = to_network_input(image, 376, 1248)
+    gflop: dict[str, float] = {}
     for width in SE_WIDTHS:
         model = SpatialEmbeddingNet(width=width).eval()
+        gflop[f"se_forward_w{width:g}"] = network_gflop(model, network_input)
         for runtime in _runtimes():
             backend = _backend(model, runtime, threads, folder,
                                lambda m, f, w=width: export_segmentation(m, f / f"se_{w}.onnx", height=376, width=1248))
@@ -177,7 +270,9 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
     embedding_net = PointTrackNet().eval()
     config = preset("car")
     result = None
-    for runtime in _runtimes():
+    gflop["embedding_forward"] = network_gflop(embedding_net, np.zeros((NUM_INSTANCES, 1500, 8), np.float32),
+                                               np.zeros((NUM_INSTANCES, 4), np.float32))
+    for runtime in (r for r in _runtimes() if not r.endswith("int8")):
         embedding_backend = _backend(embedding_net, runtime, threads, folder, lambda m, f: export_embedding(m, f / "pt.onnx"))
         pipeline = MotsPipeline(SpatialEmbeddingSegmenter(_FixedOutputBackend(raw), config.segmentation),
                                 Embedder(embedding_backend, config.embedding), Tracker(config.tracker))
@@ -190,11 +285,68 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
         stages["message_serialization"] = time_call(lambda: serialize(result), repeats)
     cpu = [s for s in CPU_STAGES if s in stages]
     stages["cpu_stages_total"] = {key: sum(stages[s][key] for s in cpu) for key in ("median_ms", "p95_ms")} | {"runs": repeats}
-    for runtime in _runtimes():
+    peaks = matmul_peak_gflops(threads)
+    for stage, timing in list(stages.items()):
+        network = next((name for name in gflop if stage.startswith(name + "_")), None)
+        if network is None:
+            continue
+        precision = RUNTIME_PRECISION.get(stage[len(network) + 1:], "fp32")
+        rate = gflop[network] / (timing["median_ms"] * 1e-3)
+        stages[f"_efficiency_{stage}"] = {"gflop": gflop[network], "gflops": rate, "peak_precision": precision,
+                                          "peak_gflops": peaks.get(precision, float("nan")),
+                                          "share_of_peak": rate / peaks.get(precision, float("nan"))}
+    stages["_matmul_peak_gflops"] = peaks
+    for runtime in (r for r in _runtimes() if not r.endswith("int8")):
         stages[f"cpu_share_of_se_w0.5_{runtime}"] = {
             "ratio": stages["cpu_stages_total"]["median_ms"] / stages[f"se_forward_w0.5_{runtime}"]["median_ms"]}
     stages["_instances_found"] = {"count": len(result.instances) if result is not None else 0}
     return stages
+
+
+def camera_scaling(threads: int, counts: tuple[int, ...] = (1, 2, 4, 6), rounds: int = 5) -> dict[str, dict[str, float]]:
+    """Total throughput and per-camera latency of 1..6 cameras in one process, batched and one frame at a time.
+
+    Every camera sees its own synthetic drive (KITTI size) through the shipped car models on ONNX
+    Runtime (``car`` preset): one round is one frame from each camera. Batched: one
+    :meth:`MultiCameraPipeline.process` per round (one forward per network); one at a time: the
+    same cameras, each frame alone. A camera's latency is the time until its frame's result.
+    """
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.multi_camera import MultiCameraPipeline
+    from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
+
+    config = preset("car").replace(**{"inference.backend": "onnxruntime", "inference.num_threads": threads})
+    drives = [[f.image_rgb for f in DrivingScene(DrivingConfig(frames=rounds + 1, seed=920 + i)).frames()]
+              for i in range(max(counts))]
+    report = {}
+    for count in counts:
+        names = [f"camera{i}" for i in range(count)]
+        for mode in ("batched", "one_at_a_time"):
+            cameras = MultiCameraPipeline.from_config(config, names)
+            round_ms, latency_ms = [], []
+            for index in range(rounds + 1):
+                frames = {name: Frame(drives[i][index], stamp_ns=index * 100_000_000, frame_index=index)
+                          for i, name in enumerate(names)}
+                started = time.perf_counter()
+                if mode == "batched":
+                    results, problems = cameras.process(frames)
+                    finished = [time.perf_counter()] * count
+                else:
+                    finished = []
+                    for name, frame in frames.items():
+                        results, problems = cameras.process({name: frame})
+                        finished.append(time.perf_counter())
+                if problems:
+                    raise RuntimeError(f"camera benchmark frames were refused: {problems}")
+                if index > 0:  # the first round builds the batched sessions
+                    round_ms.append((finished[-1] - started) * 1e3)
+                    latency_ms.extend((t - started) * 1e3 for t in finished)
+            median_round = float(np.median(round_ms))
+            report[f"cameras_{count}_{mode}"] = {
+                "cameras": count, "round_median_ms": median_round, "frames_per_s": count / (median_round * 1e-3),
+                "per_camera_latency_ms": float(np.median(latency_ms)), "rounds": rounds}
+    return report
 
 
 def optical_flow_timings(repeats: int) -> dict[str, dict[str, float]]:
@@ -339,6 +491,19 @@ def format_table(report: dict) -> str:
             cells = "".join(f"{report['threads'][t][stage]['median_ms']:>21.1f} / {report['threads'][t][stage]['p95_ms']:>8.1f}"
                             for t in thread_keys)
         lines.append(f"{stage:<30}{cells}")
+    for t in thread_keys:
+        stages = report["threads"][t]
+        peaks = stages.get("_matmul_peak_gflops", {})
+        if peaks:
+            lines.append(f"measured matrix-product peak, {t} thread(s): "
+                         + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+        for key, row in stages.items():
+            if key.startswith("_efficiency_"):
+                lines.append(f"  {key[len('_efficiency_'):]:<34} {row['gflop']:7.1f} GFLOP  {row['gflops']:7.1f} GFLOP/s  "
+                             f"{100 * row['share_of_peak']:5.1f}% of the {row['peak_precision']} peak")
+    for name, values in report.get("cameras", {}).items():
+        lines.append(f"{name:<30}{values['round_median_ms']:>21.1f} ms per round   {values['frames_per_s']:.1f} frames/s "
+                     f"in all ({values['per_camera_latency_ms']:.0f} ms per camera frame)")
     for name, values in report.get("optical_flow", {}).items():
         lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (one frame pair, OpenCV's threads)")
     for name, values in report.get("association", {}).items():
@@ -368,6 +533,7 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
         "machine": machine_description(),
         "threads": {str(t): measure_stages(t, repeats, serialize) for t in threads},
     }
+    report["cameras"] = camera_scaling(max(threads), (1, 2) if quick else (1, 2, 4, 6), rounds=2 if quick else 5)
     report["optical_flow"] = optical_flow_timings(repeats)
     report["association"] = cue_timings(repeats)
     if end_to_end is not None:

@@ -260,6 +260,28 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from mots_ros.datasets import list_frames, read_image_rgb
+    from mots_ros.precision import format_agreement, measure_agreement, save_record
+
+    config = _config_from_args(args)
+    if args.calibration_images:
+        if args.calibration_images.resolve() == args.frames.resolve():
+            raise MotsError("--calibration-images must not be the --frames measured on: int8 would be calibrated on "
+                            "the very frames it is scored on")
+        config = config.replace(**{"inference.calibration_images": str(args.calibration_images)})
+    frames = [read_image_rgb(path) for _, path in list_frames(args.frames)[: args.count]]
+    record = measure_agreement(config, frames, threads=config.inference.num_threads)
+    print(format_agreement(record))
+    print(f"record for backend/precision auto: {save_record(config, record)}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2))
+    return 0
+
+
 def cmd_export_engine(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -268,9 +290,9 @@ def cmd_export_engine(args: argparse.Namespace) -> int:
     size = (args.height, args.width) if args.height else None
     batches = None
     if args.calibration_images:
-        from mots_ros.segmenters.spatial_embedding import calibration_batches
+        from mots_ros.segmenters.spatial_embedding import CalibrationImages
 
-        batches = calibration_batches(args.calibration_images)
+        batches = CalibrationImages(args.calibration_images)
     backend = TensorRTBackend(args.onnx, precision=args.precision, cache_dir=args.cache_dir / "engines", image_size=size,
                               calibration_batches=batches)
     if backend.is_embedding:  # build the (K-dynamic) engine now rather than on the first frame
@@ -488,6 +510,16 @@ def _add_export_command(sub) -> None:
     export_onnx.add_argument("--only", choices=("segmentation", "embedding"), help="export one network only")
     _add_config_arguments(export_onnx)
     export_onnx.set_defaults(handler=cmd_export_onnx)
+    agreement = export_sub.add_parser(
+        "agreement", help="measure every backend x precision against ONNX Runtime fp32 on your frames; backend and "
+        "precision auto then use the fastest within the bounds (mots_ros.precision)")
+    agreement.add_argument("--frames", type=Path, required=True, help="a folder of images named by frame number")
+    agreement.add_argument("--count", type=int, default=40, help="frames to use (default 40)")
+    agreement.add_argument("--calibration-images", type=Path,
+                           help="also measure int8, calibrated on this folder (never the --frames you measure on)")
+    agreement.add_argument("--out", type=Path, help="also write the record as JSON here")
+    _add_config_arguments(agreement)
+    agreement.set_defaults(handler=cmd_export_agreement)
     export_engine = export_sub.add_parser("engine", help="build and cache a TensorRT engine now (build_only)")
     export_engine.add_argument("--onnx", type=Path, required=True, help="exported network")
     export_engine.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision")

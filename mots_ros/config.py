@@ -135,7 +135,7 @@ class InferenceConfig:
     device: str = _option("auto", "auto (a GPU when there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
     num_threads: int = _option(0, "CPU threads for inference; 0 = the runtime's default", low=0, high=256)
     precision: str = _option("auto", "network precision: auto (fp16 on TensorRT, fp32 elsewhere), fp32, fp16 (TensorRT, "
-                             "OpenVINO GPU), bf16 (OpenVINO CPU) or int8 (TensorRT)",
+                             "OpenVINO GPU), bf16 (OpenVINO CPU) or int8 (segmentation network; TensorRT, ONNX Runtime CPU, OpenVINO; needs calibration_images)",
                              choices=("auto", "fp32", "fp16", "bf16", "int8"))
     openvino_device: str = _option("CPU", "OpenVINO device name for backend openvino (CPU, GPU, NPU, AUTO, ...)")
     calibration_images: str = _option("", "image folder for int8 calibration; empty when not using int8")

@@ -66,6 +66,11 @@ def _runs_to_rle(runs: np.ndarray, height: int, width: int) -> Rle:
     return coco_mask.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
 
 
+def rle_from_runs(runs: np.ndarray, height: int, width: int) -> Rle:
+    """The compressed COCO RLE of uncompressed column-major run lengths (background first)."""
+    return _runs_to_rle(np.asarray(runs, np.uint32), height, width)
+
+
 def decode_rle(rle: Rle) -> np.ndarray:
     """Decodes a COCO RLE into an ``(H, W) bool`` mask."""
     return coco_mask.decode(rle).astype(bool)

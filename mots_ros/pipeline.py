@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,10 +27,11 @@ from mots_ros.config import Config
 from mots_ros.cues import cues_need_embeddings
 from mots_ros.datatypes import Frame, FrameResult, Instance
 from mots_ros.embedding.embedder import Embedder
+from mots_ros.embedding.points import PointClouds
 from mots_ros.images import DEFAULT_MAX_PIXELS, check_image, flow_problem
 from mots_ros.masks import encode_label_map, label_boxes
 from mots_ros.optical_flow import DisFlow
-from mots_ros.segmenters import Segmenter, create_segmenter
+from mots_ros.segmenters import Segmentation, Segmenter, create_segmenter
 from mots_ros.tracker import Tracker
 
 logger = logging.getLogger(__name__)
@@ -72,13 +74,15 @@ class MotsPipeline:
     def from_config(cls, config: Config) -> MotsPipeline:
         """Builds the segmenter, the cues and, when a cue needs it, the embedding network named by ``config``."""
         from mots_ros.backends import create_backend
+        from mots_ros.precision import resolve_auto
 
         tracker = Tracker(config.tracker)
         embedder = None
         if cues_need_embeddings(tracker.cues):
-            embedder = Embedder(create_backend("embedding", config), config.embedding)
+            embedder = Embedder(create_backend("embedding", resolve_auto(config, "embedding")), config.embedding)
         dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
-        return cls(create_segmenter(config), embedder, tracker, max_image_pixels=config.node.max_image_pixels,
+        segmenter = create_segmenter(resolve_auto(config, "segmentation"))
+        return cls(segmenter, embedder, tracker, max_image_pixels=config.node.max_image_pixels,
                    flow_source=config.flow.source, dis=dis)
 
     @property
@@ -121,6 +125,19 @@ class MotsPipeline:
             InputError: the image is not a usable ``(H, W, 3) uint8`` frame, or the segmenter
                 refuses it. The pipeline's state is unchanged, so the caller can log it and go on.
         """
+        work = self.begin(frame)
+        segmentation = self.segmenter.segment(frame.image_rgb)
+        clouds = self.sample_points(work, segmentation)
+        embeddings = None
+        if clouds is not None and self.embedder is not None:
+            with work.clock("embedding_network"):
+                embeddings = self.embedder.embed(clouds)
+        return self.finish(work, segmentation, clouds, embeddings)
+
+    # The phases of process(), public so that MultiCameraPipeline can batch the networks between them.
+
+    def begin(self, frame: Frame) -> FrameWork:
+        """Checks the frame, then starts its timing, the tracker's clock and its optical flow."""
         check_image(frame.image_rgb, max_pixels=self.max_image_pixels)
         height, width = frame.image_rgb.shape[:2]
         flow = frame.flow if self.flow_source != "none" else None
@@ -135,29 +152,37 @@ class MotsPipeline:
         if self.tracker.observe_time(frame.stamp_ns, frame.frame_index):
             self._reseed()  # a replay from the start then reproduces its first run
 
-        latency: dict[str, float] = {}
-        clock = _StageClock(latency)
+        work = FrameWork(frame, flow, problem, {})
         if self.dis is not None:
             if not self.tracker.continues(frame.stamp_ns):
                 self.dis.reset()  # no flow across a time jump
-            with clock("optical_flow"):
+            with work.clock("optical_flow"):
                 if flow is None:
-                    flow = self.dis.next_flow(frame.image_rgb)
+                    work.flow = self.dis.next_flow(frame.image_rgb)
                 else:
                     self.dis.remember(frame.image_rgb)  # the frame's own flow wins; DIS goes on from here
-        segmentation = self.segmenter.segment(frame.image_rgb)
-        latency.update(segmentation.latency_ms)
+        return work
+
+    def sample_points(self, work: FrameWork, segmentation: Segmentation) -> PointClouds | None:
+        """Records the segmenter's timings and samples the instances' point clouds (None without an embedder)."""
+        work.latency.update(segmentation.latency_ms)
+        if self.embedder is None:
+            return None
+        with work.clock("point_sampling"):
+            return self.embedder.sample(segmentation.labels, work.frame.image_rgb)
+
+    def finish(self, work: FrameWork, segmentation: Segmentation, clouds: PointClouds | None,
+               embeddings: np.ndarray | None) -> FrameResult:
+        """Encodes the masks, associates them with the tracks and builds the frame's result."""
+        frame, latency = work.frame, work.latency
+        height, width = frame.image_rgb.shape[:2]
         labels, instance_ids = segmentation.labels, segmentation.instance_ids
-        if self.embedder is not None:
-            with clock("point_sampling"):
-                clouds = self.embedder.sample(labels, frame.image_rgb)
-            with clock("embedding_network"):
-                embeddings = self.embedder.embed(clouds)
+        if clouds is not None and embeddings is not None:
             boxes = clouds.bboxes
         else:
             _, boxes = label_boxes(labels)
             embeddings = np.zeros((instance_ids.size, 0), np.float32)
-        with clock("rle_encoding"):
+        with work.clock("rle_encoding"):
             rles = encode_label_map(labels, instance_ids.tolist())
         instances = [
             Instance(
@@ -169,9 +194,9 @@ class MotsPipeline:
             )
             for i in range(len(rles))
         ]
-        with clock("association"):
-            tracked = self.tracker.update(instances, stamp_ns=frame.stamp_ns, frame_index=frame.frame_index, flow=flow,
-                                          image_rgb=frame.image_rgb)
+        with work.clock("association"):
+            tracked = self.tracker.update(instances, stamp_ns=frame.stamp_ns, frame_index=frame.frame_index,
+                                          flow=work.flow, image_rgb=frame.image_rgb)
 
         return FrameResult(
             stamp_ns=frame.stamp_ns,
@@ -183,8 +208,22 @@ class MotsPipeline:
             latency_ms=latency,
             instance_map=_instance_index_map(labels, instance_ids),
             active_tracks=len(self.tracker.tracks),
-            flow_problem=problem,
+            flow_problem=work.flow_problem,
         )
+
+
+@dataclass
+class FrameWork:
+    """One frame between the phases of :meth:`MotsPipeline.process`: its flow, problems and stage timings."""
+
+    frame: Frame
+    flow: np.ndarray | None
+    flow_problem: str | None
+    latency: dict[str, float]
+
+    def clock(self, stage: str) -> _StageClock:
+        """``with work.clock("stage"):`` adds the block's wall time to ``latency[stage]``."""
+        return _StageClock(self.latency)(stage)
 
 
 def _instance_index_map(labels: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:

@@ -156,7 +156,7 @@ def test_openvino_bf16_stays_close_to_fp32_where_the_cpu_has_bf16(networks):
 def test_openvino_refuses_what_it_cannot_run(networks):
     from mots_ros.backends.openvino_backend import OpenVinoBackend
 
-    with pytest.raises(BackendError, match="int8 needs a quantized model"):
+    with pytest.raises(BackendError, match="int8 is a quantized file"):
         OpenVinoBackend(networks["se_dynamic"], precision="int8")
     with pytest.raises(BackendError, match="OpenVINO has no device 'NPU'"):
         OpenVinoBackend(networks["se_dynamic"], device="NPU")

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from mots_ros.benchmark import run_benchmark
+import torch
+
+from mots_ros.benchmark import network_gflop, run_benchmark
 from mots_ros.nodes.commands import message_serializer
 
 pytestmark = pytest.mark.slow
@@ -32,3 +34,23 @@ def test_quick_benchmark_reports_every_stage(tmp_path):
     assert report["frame"] == {"height": 375, "width": 1242, "instances": 10}
     for size in ("1242x375", "1920x1080"):
         assert report["optical_flow"][f"dis_fast_{size}"]["median_ms"] > 0 and f"dis_fast_{size}" in table
+    # int8 forwards (segmentation only), each network's rate against this CPU's measured matrix-product peak
+    assert stages["se_forward_w1_onnxruntime_int8"]["median_ms"] > 0 and "se_forward_w1_onnxruntime_int8" in table
+    assert "embedding_forward_onnxruntime_int8" not in stages
+    assert set(stages["_matmul_peak_gflops"]) >= {"fp32", "bf16"}
+    full = stages["_efficiency_se_forward_w1_onnxruntime"]
+    assert full["peak_precision"] == "fp32" and full["gflop"] > 5 * stages["_efficiency_se_forward_w0.25_onnxruntime"]["gflop"]
+    assert stages["_efficiency_se_forward_w1_onnxruntime_int8"]["peak_precision"] == "int8"
+    assert 0 < full["share_of_peak"] and "of the fp32 peak" in table
+    # cameras in one process: batched and one frame at a time
+    for mode in ("batched", "one_at_a_time"):
+        row = report["cameras"][f"cameras_2_{mode}"]
+        assert row["cameras"] == 2 and row["frames_per_s"] > 0 and f"cameras_2_{mode}" in table
+
+
+def test_flop_count_of_known_layers():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 6))
+    expected = 2 * (4 * 3 * 9 * 8 * 8) + 2 * (4 * 8 * 8 * 6)
+    assert network_gflop(model, torch.zeros(1, 3, 8, 8).numpy()) * 1e9 == pytest.approx(expected)
+    transposed = torch.nn.ConvTranspose2d(2, 3, 2, stride=2)  # each of 5x5 input pixels: 2x3 channels x 4 taps
+    assert network_gflop(transposed, torch.zeros(1, 2, 5, 5).numpy()) * 1e9 == pytest.approx(2 * 25 * 2 * 3 * 4)

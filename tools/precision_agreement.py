@@ -8,6 +8,9 @@ median forward time of each network at full width (random weights) and for the s
 models.
 
     python tools/precision_agreement.py --frames out/synth_test/images --out benchmarks/precision_agreement.json
+
+``mots-ros export agreement`` measures the same on any config's models (int8 included) and keeps
+the record ``auto`` chooses from; this script adds the full-width forward timings.
 """
 
 from __future__ import annotations
@@ -17,44 +20,23 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-
 from mots_ros.benchmark import machine_description, time_call
 from mots_ros.config import preset
 from mots_ros.datasets import list_frames, read_image_rgb
 from mots_ros.pipeline import MotsPipeline
+from mots_ros.precision import instance_agreement
 
 VARIANTS = {  # name: (inference.backend, inference.precision)
     "onnxruntime_fp32": ("onnxruntime", "fp32"),
     "openvino_fp32": ("openvino", "fp32"),
     "openvino_bf16": ("openvino", "bf16"),
 }
-MATCH_IOU = 0.9
 
 
 def pipelines(threads: int) -> dict[str, MotsPipeline]:
     return {name: MotsPipeline.from_config(preset("car-published").replace(**{
         "inference.backend": backend, "inference.precision": precision, "inference.num_threads": threads}))
         for name, (backend, precision) in VARIANTS.items()}
-
-
-def instance_agreement(reference_labels: np.ndarray, other_labels: np.ndarray) -> tuple[int, int, int, int]:
-    """(reference instances, matched at IoU >= 0.9, only in reference, only in other)."""
-    ref_ids = [i for i in np.unique(reference_labels) if i > 0]
-    other_ids = [i for i in np.unique(other_labels) if i > 0]
-    if not ref_ids or not other_ids:
-        return len(ref_ids), 0, len(ref_ids), len(other_ids)
-    iou = np.zeros((len(ref_ids), len(other_ids)))
-    for a, i in enumerate(ref_ids):
-        mask = reference_labels == i
-        for b, j in enumerate(other_ids):
-            other = other_labels == j
-            union = np.logical_or(mask, other).sum()
-            iou[a, b] = np.logical_and(mask, other).sum() / union if union else 0.0
-    rows, cols = linear_sum_assignment(-iou)
-    paired = iou[rows, cols] > 0.0
-    matched = int((iou[rows, cols] >= MATCH_IOU).sum())
-    return len(ref_ids), matched, len(ref_ids) - int(paired.sum()), len(other_ids) - int(paired.sum())
 
 
 def forward_timings(threads: int) -> dict[str, dict[str, float]]:

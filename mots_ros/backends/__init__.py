@@ -63,6 +63,46 @@ def precision_for(config: Config, backend_default: str) -> str:
     return backend_default if precision == "auto" else precision
 
 
+def int8_model_file(network: str, config: Config, calibration_batches: Any = None) -> Path:
+    """The network's int8 QDQ ONNX file for ONNX Runtime and OpenVINO, quantized once and cached.
+
+    Only the segmentation network is quantized (its calibration images come from the segmenter,
+    preprocessed as at inference); the embedding network stays fp32 under ``precision: int8``.
+
+    Raises:
+        BackendError: no calibration images were configured.
+    """
+    from mots_ros.backends.quantization import cached_int8_model
+    from mots_ros.model_files import model_file
+
+    source = model_file(config, network, "onnx")
+    if network != "segmentation":
+        return source
+    if calibration_batches is None:
+        raise BackendError("inference.precision int8 needs inference.calibration_images: a folder of frames from "
+                           "your own camera to calibrate the segmentation network on")
+    return cached_int8_model(source, Path(config.inference.cache_dir).expanduser() / "int8",
+                             lambda: ((batch,) for batch in calibration_batches(None)), calibration_batches.key)
+
+
+def onnx_with_dynamic_batch(path: str | Path) -> bytes:
+    """The ONNX file with a symbolic batch dimension, for one forward over several cameras' frames.
+
+    The exports fix the batch at 1; the networks are convolutions throughout, so only the declared
+    shapes change (intermediate shapes recorded for batch 1 are dropped).
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    initialisers = {i.name for i in model.graph.initializer}
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if value.name not in initialisers and len(dims) > 0:
+            dims[0].dim_param = "batch"  # replaces the fixed value (one field of a oneof)
+    del model.graph.value_info[:]
+    return model.SerializeToString()
+
+
 def nvidia_gpu_present() -> bool:
     """A cheap check for an NVIDIA driver (desktop or Jetson) before importing any GPU runtime."""
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/nvhost-ctrl-gpu"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pathlib import Path
 
 import numpy as np
 
-from mots_ros.backends import nvidia_gpu_present, precision_for
+from mots_ros.backends import int8_model_file, nvidia_gpu_present, onnx_with_dynamic_batch, precision_for
 from mots_ros.errors import BackendError
 
 if TYPE_CHECKING:
@@ -59,13 +59,20 @@ class OnnxRuntimeBackend:
         return ["cpu"]
 
     @classmethod
-    def for_network(cls, network: str, device: str, config: Config, **options) -> OnnxRuntimeBackend:
-        """The network's ONNX file (a checkpoint is exported once, which needs torch)."""
+    def for_network(cls, network: str, device: str, config: Config, *,
+                    calibration_batches: Any = None) -> OnnxRuntimeBackend:
+        """The network's ONNX file (a checkpoint is exported once, which needs torch); int8 quantizes it once."""
         from mots_ros.model_files import model_file
 
         inference = config.inference
-        return cls(model_file(config, network, "onnx"), provider=device, num_threads=inference.num_threads,
-                   cache_dir=Path(inference.cache_dir).expanduser() / "engines", fp16=precision_for(config, "fp16") == "fp16")
+        int8 = precision_for(config, "fp32") == "int8" and device == "cpu"
+        path = int8_model_file(network, config, calibration_batches) if int8 else model_file(config, network, "onnx")
+        backend = cls(path, provider=device, num_threads=inference.num_threads,
+                      cache_dir=Path(inference.cache_dir).expanduser() / "engines",
+                      fp16=precision_for(config, "fp16") == "fp16")
+        if int8 and network == "segmentation":
+            backend.name += "-int8"
+        return backend
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", num_threads: int = 0,
                  cache_dir: str | Path | None = None, fp16: bool = False):
@@ -93,6 +100,9 @@ class OnnxRuntimeBackend:
             raise BackendError(f"ONNX Runtime cannot load {path}: {err}") from err
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.name = f"onnxruntime-{provider}"
+        self.path = Path(path)
+        self._session_arguments = {"sess_options": options, "providers": providers}
+        self._batch_session = None
 
     @property
     def fixed_input_size(self) -> tuple[int, int] | None:
@@ -104,6 +114,15 @@ class OnnxRuntimeBackend:
 
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         return self.run_all(*inputs)[0]
+
+    def run_batch(self, images: np.ndarray) -> np.ndarray:
+        """The first output for an ``(N, ...)`` batch of first inputs (a second session, made once, takes any N)."""
+        if images.shape[0] == 1:
+            return self.run(images)
+        if self._batch_session is None:
+            ort = import_onnxruntime()
+            self._batch_session = ort.InferenceSession(onnx_with_dynamic_batch(self.path), **self._session_arguments)
+        return self._batch_session.run(None, {self.input_names[0]: np.ascontiguousarray(images, np.float32)})[0]
 
     def run_all(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """Every output of the network, in the file's order."""

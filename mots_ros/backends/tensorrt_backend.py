@@ -175,7 +175,7 @@ class TensorRTBackend:
         image_size: ``(H, W)`` for a segmentation network with dynamic size; a fixed-size export
             ignores it. Without it, the engine is built for the first frame's size.
         calibration_batches: int8 calibration inputs (segmentation only), preprocessed by the
-            segmenter that owns the network (see :func:`mots_ros.segmenters.spatial_embedding.calibration_batches`).
+            segmenter that owns the network (see :class:`mots_ros.segmenters.spatial_embedding.CalibrationImages`).
     """
 
     auto_priority = {"cuda": 10}

@@ -59,6 +59,10 @@ class TorchBackend:
         self.module = module.to(self.device).eval()
         self.name = f"torch-{self.device.type}"
 
+    def run_batch(self, images: np.ndarray) -> np.ndarray:
+        """The output for an ``(N, ...)`` batch of single inputs (the module takes any N)."""
+        return self.run(images)
+
     def run(self, *inputs: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():

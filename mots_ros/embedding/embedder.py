@@ -47,3 +47,14 @@ class Embedder:
         if embeddings.ndim != 2 or embeddings.shape[0] != clouds.points.shape[0]:
             raise InputError(f"embedding network returned shape {embeddings.shape} for {clouds.points.shape[0]} instances")
         return embeddings.astype(np.float32, copy=False)
+
+    def embed_many(self, clouds: list[PointClouds]) -> list[np.ndarray]:
+        """:meth:`embed` of several frames' clouds (one per camera) in one network batch."""
+        counts = [c.points.shape[0] for c in clouds]
+        if sum(counts) == 0:
+            return [np.zeros((0, 32), np.float32) for _ in clouds]
+        joined = PointClouds(np.concatenate([c.instance_ids for c in clouds]), np.concatenate([c.points for c in clouds]),
+                             np.concatenate([c.boxes for c in clouds]), np.concatenate([c.bboxes for c in clouds]),
+                             np.concatenate([c.pixel_counts for c in clouds]))
+        embeddings = self.embed(joined)
+        return np.split(embeddings, np.cumsum(counts)[:-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +39,31 @@ def to_network_input(image_rgb: np.ndarray, height: int, width: int) -> np.ndarr
     return (padded.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
 
-def calibration_batches(folder: str | Path) -> Callable[[tuple[int, ...]], Iterator[np.ndarray]]:
+class CalibrationImages:
     """int8 calibration inputs from an image folder, preprocessed as :func:`to_network_input` does.
 
-    Returns a function of the network's ``(1, 3, H, W)`` input shape, as TensorRT asks for it.
+    Called with the network's ``(1, 3, H, W)`` input shape (TensorRT's fixed profile), each image is
+    cropped and padded to it; called with None, each keeps its own size padded to a multiple of 8
+    (ONNX Runtime's and OpenVINO's dynamic-size files). ``key`` names the set (file names and
+    sizes), so a cache of quantized models knows when it changed.
     """
-    from mots_ros.datasets import list_frames, read_image_rgb
 
-    def batches(shape: tuple[int, ...]) -> Iterator[np.ndarray]:
-        for _, path in list_frames(folder)[:MAX_CALIBRATION_IMAGES]:
-            image = read_image_rgb(path)[: shape[2], : shape[3]]
-            yield to_network_input(image, shape[2], shape[3])
+    def __init__(self, folder: str | Path, limit: int = MAX_CALIBRATION_IMAGES):
+        from mots_ros.datasets import list_frames
 
-    return batches
+        self.paths = [path for _, path in list_frames(folder)[:limit]]
+        self.key = ";".join(f"{path.name}:{path.stat().st_size}" for path in self.paths)
+
+    def __call__(self, shape: tuple[int, ...] | None = None) -> Iterator[np.ndarray]:
+        """Yields ``(1, 3, H, W) float32`` inputs, one per image."""
+        from mots_ros.datasets import read_image_rgb
+
+        for path in self.paths:
+            image = read_image_rgb(path)
+            if shape is None:
+                yield to_network_input(image, -(-image.shape[0] // 8) * 8, -(-image.shape[1] // 8) * 8)
+            else:
+                yield to_network_input(image[: shape[2], : shape[3]], shape[2], shape[3])
 
 
 class SpatialEmbeddingSegmenter:
@@ -77,7 +89,7 @@ class SpatialEmbeddingSegmenter:
             logger.warning(SHIPPED_CAR_MODEL_WARNING)
         options = {}
         if config.inference.precision == "int8" and config.inference.calibration_images:
-            options["calibration_batches"] = calibration_batches(config.inference.calibration_images)
+            options["calibration_batches"] = CalibrationImages(config.inference.calibration_images)
         return cls(create_backend("segmentation", config, **options), config.segmentation)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
@@ -108,6 +120,47 @@ class SpatialEmbeddingSegmenter:
         raw = raw[0, :, :height, :width]
         check_raw_output(raw, self.config.n_sigma)
         return raw
+
+    def segment_batch(self, images_rgb: list[np.ndarray]) -> list[Segmentation]:
+        """:meth:`segment` of several frames (one per camera), with one network forward per input size.
+
+        Frames of the same padded size go through the network as one ``(N, 3, H, W)`` batch when the
+        backend has ``run_batch`` (ONNX Runtime, OpenVINO, torch); otherwise one by one. Each frame's
+        ``segmentation_network`` time is its batch's forward, which it waited for.
+        """
+        raws: list[np.ndarray | None] = [None] * len(images_rgb)
+        forward_ms = [0.0] * len(images_rgb)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images_rgb):
+            by_size.setdefault(self.input_size(*image.shape[:2]), []).append(index)
+        run_batch = getattr(self.backend, "run_batch", None)
+        for size, indices in by_size.items():
+            started = time.perf_counter()
+            if run_batch is not None and len(indices) > 1:
+                batch = np.concatenate([to_network_input(images_rgb[i], *size) for i in indices])
+                output = run_batch(batch)
+                if output.ndim != 4 or output.shape[0] != len(indices) or output.shape[2:] != batch.shape[2:]:
+                    raise InputError(f"segmentation network returned shape {output.shape} for batch {batch.shape}")
+                for position, i in enumerate(indices):
+                    height, width = images_rgb[i].shape[:2]
+                    raw = output[position, :, :height, :width]
+                    check_raw_output(raw, self.config.n_sigma)
+                    raws[i] = raw
+            else:
+                for i in indices:
+                    raws[i] = self.predict_raw(images_rgb[i])
+            elapsed = (time.perf_counter() - started) * 1e3
+            for i in indices:
+                forward_ms[i] = elapsed
+        results = []
+        for raw_or_none, network_ms in zip(raws, forward_ms):
+            assert raw_or_none is not None  # every index is in one size group
+            started = time.perf_counter()
+            labels, instance_ids, scores = self.cluster(raw_or_none)
+            results.append(Segmentation(labels, instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64),
+                                        scores, {"segmentation_network": network_ms,
+                                                 "clustering": (time.perf_counter() - started) * 1e3}))
+        return results
 
     def cluster(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, instance_ids, scores)`` of a raw output (spec §3.2)."""

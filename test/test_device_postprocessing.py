@@ -1,0 +1,76 @@
+"""Post-processing in torch (for the device that ran the networks) gives what numpy gives, on CPU torch."""
+
+import numpy as np
+import pytest
+import torch
+
+from mots_ros.embedding.points import sample_points
+from mots_ros.masks import encode_label_map, rle_from_runs
+from mots_ros.segmentation import SpatialEmbeddingNet, cluster_with_scores
+from mots_ros.segmentation.device_postprocessing import (
+    cluster_with_scores_torch,
+    column_runs_torch,
+    sample_points_torch,
+)
+from mots_ros.segmenters.spatial_embedding import to_network_input
+from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
+from mots_ros.synthetic.network_outputs import ideal_raw_output, random_instance_map
+from test_clustering import crafted_output
+
+
+def assert_same_clustering(raw, **settings):
+    labels, scores = cluster_with_scores(raw, **settings)
+    device_labels, device_scores = cluster_with_scores_torch(torch.from_numpy(raw), **settings)
+    np.testing.assert_array_equal(device_labels.numpy(), labels)
+    np.testing.assert_array_equal(device_scores.numpy(), scores)
+    return labels
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_clustering_maps_are_identical_on_crafted_outputs(case):
+    rng = np.random.default_rng(700 + case)
+    raw = crafted_output(96, 160, 6, rng, noise=0.004 + 0.002 * case)
+    labels = assert_same_clustering(raw, threshold=0.9 if case % 2 else 0.94, min_pixel=40 + 10 * case)
+    assert labels.max() >= 1  # instances were found, so the comparison covers the loop
+
+
+def test_clustering_maps_are_identical_on_ideal_and_network_outputs():
+    rng = np.random.default_rng(5)
+    labels = random_instance_map(200, 600, 12, rng)
+    raw = ideal_raw_output(labels, rng, offset_noise=0.002)
+    assert assert_same_clustering(raw).max() >= 10
+    assert_same_clustering(raw[[0, 1, 2, 4]], n_sigma=1, min_pixel=50)  # isotropic bandwidth
+    # A random-weight network's output on a real-looking frame: many candidates, odd bandwidths.
+    torch.manual_seed(3)
+    image = next(iter(DrivingScene(DrivingConfig(height=128, width=416, frames=1, seed=3)).frames())).image_rgb
+    network_raw = SpatialEmbeddingNet(width=0.25).eval()(torch.from_numpy(to_network_input(image, 128, 416)))
+    network_raw = network_raw[0].detach().numpy()
+    network_raw[4] += 4.0  # raise the seeds so that proposals are tried
+    assert_same_clustering(network_raw, threshold=0.9, min_pixel=20)
+
+
+def test_run_lengths_are_identical_to_the_numpy_encoder():
+    rng = np.random.default_rng(8)
+    labels = random_instance_map(150, 400, 5, rng).astype(np.int32)
+    labels[-1, -1] = 3  # an instance owning the last pixel ends on a foreground run
+    labels[0, 0] = 2  # and one owning the first starts with an empty background run
+    ids = [1, 2, 3, 4, 5, 99]  # 99 is absent: an all-background mask
+    expected = encode_label_map(labels, ids)
+    runs = column_runs_torch(torch.from_numpy(labels), ids)
+    assert [rle_from_runs(r, 150, 400)["counts"] for r in runs] == [rle["counts"] for rle in expected]
+
+
+def test_point_clouds_are_identical_with_the_same_generator():
+    rng = np.random.default_rng(11)
+    labels = random_instance_map(120, 300, 7, rng).astype(np.int32)
+    labels[-1, 100:140] = 50  # drawn only on the last row: the edge-only crop rule
+    image = rng.integers(0, 256, (120, 300, 3), dtype=np.uint8)
+    expected = sample_points(labels, image, np.random.default_rng(4), num_foreground=200, num_environment=100)
+    clouds, device_points = sample_points_torch(torch.from_numpy(labels), torch.from_numpy(image),
+                                                np.random.default_rng(4), num_foreground=200, num_environment=100)
+    for field in ("instance_ids", "points", "boxes", "bboxes", "pixel_counts"):
+        np.testing.assert_array_equal(getattr(clouds, field), getattr(expected, field), err_msg=field)
+    np.testing.assert_array_equal(device_points.numpy(), expected.points)
+    empty, _ = sample_points_torch(torch.zeros((5, 5), dtype=torch.int32), torch.from_numpy(image[:5, :5]),
+                                   np.random.default_rng(0))
+    assert empty.points.shape == (0, 1500, 8)
