@@ -87,14 +87,23 @@ def _runtimes() -> list[str]:
 RUNTIME_PRECISION = {"openvino_bf16": "bf16", "onnxruntime_int8": "int8", "openvino_int8": "int8"}
 
 
-def matmul_peak_gflops(threads: int, size: int = 2048, repeats: int = 5) -> dict[str, float]:
+def matmul_peak_gflops(threads: int, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> dict[str, float]:
     """This CPU's measured matrix-product rate per precision (GFLOP/s, int8 in GOP/s) on ``threads``.
 
     Each precision takes the best of torch (fp32 sgemm; bf16 on AVX-512-BF16 or AMX; int8
     ``torch._int_mm`` on VNNI or AMX) and, where installed, OpenVINO's MatMul in f32 and bf16. A
     network's rate is compared with these; it can come close, but a product of two large square
-    matrices is the best case for every runtime.
+    matrices is the best case for every runtime. The best of ``sizes`` counts (caches favour
+    different sizes on different CPUs).
     """
+    peaks: dict[str, float] = {}
+    for size in sizes:
+        for precision, rate in _matmul_rates(threads, size, repeats).items():
+            peaks[precision] = max(peaks.get(precision, 0.0), rate)
+    return peaks
+
+
+def _matmul_rates(threads: int, size: int, repeats: int) -> dict[str, float]:
     import torch
 
     torch.set_num_threads(threads)
@@ -349,6 +358,55 @@ def camera_scaling(threads: int, counts: tuple[int, ...] = (1, 2, 4, 6), rounds:
     return report
 
 
+def postprocessing_timings(repeats: int) -> dict[str, dict[str, float]]:
+    """Clustering, point sampling and RLE runs of the benchmark frame: numpy, and torch on every device here.
+
+    torch on the CPU is the check that the device code costs what it should; on a GPU it is the
+    path that keeps the network's output on the device (mots_ros.segmentation.device_postprocessing).
+    """
+    import torch
+
+    from mots_ros.embedding.points import sample_points
+    from mots_ros.masks import encode_label_map
+    from mots_ros.segmentation.clustering import cluster_with_scores
+
+    image, labels, raw = benchmark_frame(np.random.default_rng(0))
+    ids = [int(i) for i in np.unique(labels) if i > 0]
+    timings = {
+        "clustering_numpy": time_call(lambda: cluster_with_scores(raw), repeats),
+        "point_sampling_numpy": time_call(lambda: sample_points(labels, image, np.random.default_rng(0)), repeats),
+        "rle_encoding_numpy": time_call(lambda: encode_label_map(labels, ids), repeats),
+    }
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        timings.update(_torch_postprocessing_timings(device, raw, labels, image, ids, repeats))
+    return timings
+
+
+def _torch_postprocessing_timings(device: str, raw: np.ndarray, labels: np.ndarray, image: np.ndarray, ids: list[int],
+                                  repeats: int) -> dict[str, dict[str, float]]:
+    import torch
+
+    from mots_ros.segmentation.device_postprocessing import (
+        cluster_with_scores_torch,
+        column_runs_torch,
+        sample_points_torch,
+    )
+
+    raw_t, labels_t = torch.from_numpy(raw).to(device), torch.from_numpy(labels.astype(np.int32)).to(device)
+    image_t = torch.from_numpy(image).to(device)
+
+    def timed(function: Callable[[], object]) -> dict[str, float]:
+        def run() -> None:
+            function()
+            if device == "cuda":
+                torch.cuda.synchronize()  # GPU work is asynchronous: time it to the end
+        return time_call(run, repeats)
+
+    return {f"clustering_torch_{device}": timed(lambda: cluster_with_scores_torch(raw_t)),
+            f"point_sampling_torch_{device}": timed(lambda: sample_points_torch(labels_t, image_t, np.random.default_rng(0))),
+            f"rle_runs_torch_{device}": timed(lambda: column_runs_torch(labels_t, ids))}
+
+
 def optical_flow_timings(repeats: int) -> dict[str, dict[str, float]]:
     """DIS flow of one frame pair (``flow.source: dis``), per preset, at 1242×375 and 1920×1080.
 
@@ -504,6 +562,8 @@ def format_table(report: dict) -> str:
     for name, values in report.get("cameras", {}).items():
         lines.append(f"{name:<30}{values['round_median_ms']:>21.1f} ms per round   {values['frames_per_s']:.1f} frames/s "
                      f"in all ({values['per_camera_latency_ms']:.0f} ms per camera frame)")
+    for name, values in report.get("postprocessing", {}).items():
+        lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (the 10-instance frame)")
     for name, values in report.get("optical_flow", {}).items():
         lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (one frame pair, OpenCV's threads)")
     for name, values in report.get("association", {}).items():
@@ -534,6 +594,7 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
         "threads": {str(t): measure_stages(t, repeats, serialize) for t in threads},
     }
     report["cameras"] = camera_scaling(max(threads), (1, 2) if quick else (1, 2, 4, 6), rounds=2 if quick else 5)
+    report["postprocessing"] = postprocessing_timings(repeats)
     report["optical_flow"] = optical_flow_timings(repeats)
     report["association"] = cue_timings(repeats)
     if end_to_end is not None:

@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data=[str(d) for d in args.data], out=str(args.out), sequences=args.sequences, class_id=args.class_id,
             steps=args.steps, lr=args.lr or 2e-3, instances_per_step=args.instances_per_step,
             foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
-            init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
+            parts=args.parts, diversity_weight=args.diversity_weight, augment=args.augment, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
         )
         path = train_embedding(config)
     print(f"checkpoint written to {path}")
@@ -440,6 +440,9 @@ def _add_train_command(sub) -> None:
     embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"),
                            help="foreground and environment points per instance")
     embedding.add_argument("--balanced", action="store_true", help="shuffle-group sampling: draw instances evenly across sequences")
+    embedding.add_argument("--parts", type=int, default=0, help="FineTrack part heads beside the global embedding (0: published)")
+    embedding.add_argument("--diversity-weight", type=float, default=0.1, help="weight of the part heads' diversity loss")
+    embedding.add_argument("--augment", action="store_true", help="colour and scale jitter and cut-out occlusions on crops")
     train.set_defaults(handler=cmd_train)
 
 

@@ -134,11 +134,13 @@ class InferenceConfig:
                            "or a mots_ros.backends plugin")
     device: str = _option("auto", "auto (a GPU when there is one), cpu or cuda", choices=("auto", "cpu", "cuda"))
     num_threads: int = _option(0, "CPU threads for inference; 0 = the runtime's default", low=0, high=256)
-    precision: str = _option("auto", "network precision: auto (fp16 on TensorRT, fp32 elsewhere), fp32, fp16 (TensorRT, "
-                             "OpenVINO GPU), bf16 (OpenVINO CPU) or int8 (segmentation network; TensorRT, ONNX Runtime CPU, OpenVINO; needs calibration_images)",
+    precision: str = _option("auto", "network precision: auto (fp16 on TensorRT; elsewhere fp32, or with backend auto "
+                             "the fastest within the agreement bounds measured by mots-ros export agreement), fp32, fp16 "
+                             "(TensorRT, OpenVINO GPU), bf16 (OpenVINO CPU) or int8 (the segmentation network, on "
+                             "TensorRT, ONNX Runtime CPU or OpenVINO; needs calibration_images)",
                              choices=("auto", "fp32", "fp16", "bf16", "int8"))
     openvino_device: str = _option("CPU", "OpenVINO device name for backend openvino (CPU, GPU, NPU, AUTO, ...)")
-    calibration_images: str = _option("", "image folder for int8 calibration; empty when not using int8")
+    calibration_images: str = _option("", "folder of your camera's frames for int8 calibration; empty when not using int8")
     cache_dir: str = _option("~/.cache/mots_ros", "where exported ONNX files and TensorRT engines are cached")
 
 

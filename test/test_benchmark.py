@@ -42,6 +42,8 @@ def test_quick_benchmark_reports_every_stage(tmp_path):
     assert full["peak_precision"] == "fp32" and full["gflop"] > 5 * stages["_efficiency_se_forward_w0.25_onnxruntime"]["gflop"]
     assert stages["_efficiency_se_forward_w1_onnxruntime_int8"]["peak_precision"] == "int8"
     assert 0 < full["share_of_peak"] and "of the fp32 peak" in table
+    for name in ("clustering_numpy", "clustering_torch_cpu", "point_sampling_torch_cpu", "rle_runs_torch_cpu"):
+        assert report["postprocessing"][name]["median_ms"] > 0 and name in table
     # cameras in one process: batched and one frame at a time
     for mode in ("batched", "one_at_a_time"):
         row = report["cameras"][f"cameras_2_{mode}"]

@@ -61,10 +61,35 @@ class EnvironmentBranch(nn.Module):
         return torch.amax(features, 2)  # (K, 256)
 
 
-class PointFeatureNet(nn.Module):
-    """Foreground branch, environment branch and fusion head (official ``PoseNetFeatOffsetEmb``)."""
+class PartModule(nn.Module):
+    """FineTrack-style part embeddings: K soft-attention heads over the foreground points' features.
 
-    def __init__(self, embedding_dim: int = EMBEDDING_DIM):
+    Each head weights the foreground points (softmax over points) and pools their 512-d features
+    into one part, which a projection shared by all heads maps to a part embedding. Heads learn
+    their parts without labels; the diversity loss (:func:`mots_ros.training.losses.part_diversity_loss`)
+    keeps their attention maps apart.
+    """
+
+    def __init__(self, parts: int, in_channels: int = 512, embedding_dim: int = EMBEDDING_DIM):
+        super().__init__()
+        self.attention = nn.Conv1d(in_channels, parts, 1)
+        self.project = nn.Sequential(nn.Linear(in_channels, 256), nn.LeakyReLU(), nn.Linear(256, embedding_dim))
+
+    def forward(self, point_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K, P, dim)`` part embeddings and ``(K, P, N)`` attention maps of ``(K, C, N)`` features."""
+        attention = torch.softmax(self.attention(point_features), dim=2)
+        pooled = torch.bmm(attention, point_features.transpose(1, 2))  # (K, P, C)
+        return self.project(pooled), attention
+
+
+class PointFeatureNet(nn.Module):
+    """Foreground branch, environment branch and fusion head (official ``PoseNetFeatOffsetEmb``).
+
+    With ``parts`` > 0 a :class:`PartModule` is added after the published layers (their keys and
+    outputs unchanged).
+    """
+
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, parts: int = 0):
         super().__init__()
         # Registration order matters only for readability of state dicts; it follows the official one.
         self.borderConv = EnvironmentBranch()
@@ -78,8 +103,18 @@ class PointFeatureNet(nn.Module):
         self.conv7_bn, self.conv8_bn = nn.BatchNorm1d(256), nn.BatchNorm1d(512)
         self.conv_weight = _conv(128, 1)
         self.last_emb = nn.Sequential(nn.Linear(960, 256), nn.LeakyReLU(), nn.Linear(256, embedding_dim))
+        self.parts = PartModule(parts, 512, embedding_dim) if parts > 0 else None
 
     def forward(self, foreground: torch.Tensor, environment: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """``(K, dim)`` embeddings (with parts: ``(K, dim · (1 + P))``, the global one first)."""
+        embedding, parts, _ = self.forward_parts(foreground, environment, boxes)
+        if parts is None:
+            return embedding
+        return torch.cat([embedding, parts.reshape(parts.shape[0], -1)], 1)
+
+    def forward_parts(self, foreground: torch.Tensor, environment: torch.Tensor,
+                      boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(global (K, dim), parts (K, P, dim) or None, attention (K, P, Nf) or None)``."""
         # foreground: (K, 5, Nf) = colours 0-2, offsets 3-4; environment: (K, 8, Ne).
         colours, offsets = foreground[:, 0:3], foreground[:, 3:5]
         x = F.leaky_relu(self.conv1_bn(self.conv1(offsets)))
@@ -104,7 +139,10 @@ class PointFeatureNet(nn.Module):
 
         env = self.borderConv(environment[:, 3:5], environment[:, 0:3], environment[:, 5:8])
         fused = torch.cat([pooled_average, pooled_max, attended, env, location_encoding(boxes)], 1)  # (K, 960)
-        return self.last_emb(fused)
+        if self.parts is None:
+            return self.last_emb(fused), None, None
+        parts, attention = self.parts(point_features)
+        return self.last_emb(fused), parts, attention
 
 
 class PointTrackNet(nn.Module):
@@ -112,6 +150,7 @@ class PointTrackNet(nn.Module):
 
     Args:
         num_foreground_points: how many leading points of each cloud are foreground (1000 published).
+        parts: FineTrack part embeddings (:class:`PartModule`); 0 = the published network exactly.
 
     ``forward(points, boxes)``:
         points: ``(K, Nf + Ne, 8) float32`` clouds from :func:`mots_ros.embedding.sample_points`:
@@ -119,15 +158,38 @@ class PointTrackNet(nn.Module):
             ``[B, G, R, dv, du, e0, e1, e2]``.
         boxes: ``(K, 4)`` normalised boxes (see :func:`location_encoding`).
         returns: ``(K, 32)`` raw (unnormalised) embeddings; association uses Euclidean distance.
+            With parts: ``(K, 32 · (1 + P))``, the global embedding then each part's.
     """
 
-    def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS):
+    def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS, parts: int = 0):
         super().__init__()
         self.num_foreground_points = int(num_foreground_points)
-        self.point_feat = PointFeatureNet()
+        self.point_feat = PointFeatureNet(parts=parts)
+
+    @property
+    def parts(self) -> int:
+        """The number of part embeddings (0: the published network)."""
+        module = self.point_feat.parts
+        return 0 if module is None else int(module.attention.out_channels)
+
+    def _split(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        split = self.num_foreground_points
+        return points[:, :split, :5].transpose(1, 2), points[:, split:, :].transpose(1, 2)
 
     def forward(self, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        split = self.num_foreground_points
-        foreground = points[:, :split, :5].transpose(1, 2)
-        environment = points[:, split:, :].transpose(1, 2)
+        foreground, environment = self._split(points)
         return self.point_feat(foreground, environment, boxes)
+
+    def forward_parts(self, points: torch.Tensor,
+                      boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Global embeddings, part embeddings and the parts' attention maps (training)."""
+        foreground, environment = self._split(points)
+        return self.point_feat.forward_parts(foreground, environment, boxes)
+
+
+def parts_in_state_dict(state_dict: dict) -> int:
+    """How many part heads a PointTrackNet state dict has (0 for the published network)."""
+    for key, value in state_dict.items():
+        if key.removeprefix("module.").endswith("point_feat.parts.attention.weight"):
+            return int(value.shape[0])
+    return 0

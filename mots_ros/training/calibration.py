@@ -93,7 +93,12 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
 
     model = build_embedding_network(checkpoint)
     with torch.no_grad():
-        model.point_feat.last_emb[2].weight.mul_(scale)
-        model.point_feat.last_emb[2].bias.mul_(scale)
-    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": scale}, extra=extra)
+        last_layers = [model.point_feat.last_emb[2]]
+        if model.point_feat.parts is not None:  # part distances share the global one's scale
+            last_layers.append(model.point_feat.parts.project[2])
+        for layer in last_layers:
+            layer.weight.mul_(scale)
+            layer.bias.mul_(scale)
+    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": scale, "parts": model.parts},
+                    extra=extra)
     return out

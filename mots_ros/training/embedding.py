@@ -9,6 +9,10 @@ jitter σ = 0.001 and full-frame box features. Steps whose loss is 0 are skipped
 
 ``balanced=True`` draws instances evenly across sequences rather than uniformly over all
 instances (the "shuffle-group" sampling that FineTrack reports helps).
+
+``parts`` > 0 trains FineTrack-style part embeddings beside the global one: the triplet loss on
+each part too (averaged over parts), plus ``diversity_weight`` times the heads' attention overlap.
+``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from mots_ros.checkpoints import load_checkpoint
 from mots_ros.embedding.network import PointTrackNet
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
 from mots_ros.training.data import AnnotatedDataset
-from mots_ros.training.losses import batch_hard_triplet_loss
+from mots_ros.training.losses import batch_hard_triplet_loss, part_diversity_loss
 from mots_ros.training.run import TrainingRun, TrainingSettings, set_up
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,9 @@ class EmbeddingTrainingConfig(TrainingSettings):
     min_pixels: int = 50  # smaller instances are left out of the database
     balanced: bool = False
     margin: float = 0.2
+    parts: int = 0  # FineTrack part heads; 0 = the published network
+    diversity_weight: float = 0.1
+    augment: bool = False
     checkpoint_every: int = 100
 
 
@@ -146,6 +153,8 @@ class TripletBatches:
             for entry in self._crops_of(key):
                 image_bgr = cv2.imdecode(np.frombuffer(entry.image_jpeg, np.uint8), cv2.IMREAD_COLOR)
                 categories = cv2.imdecode(np.frombuffer(entry.categories_png, np.uint8), cv2.IMREAD_UNCHANGED)
+                if cfg.augment:
+                    image_bgr, categories = augment_crop(image_bgr, categories, self.rng)
                 clouds = sample_points(
                     categories.astype(np.int32), image_bgr, self.rng,
                     num_foreground=cfg.foreground_points, num_environment=cfg.environment_points, only_ids=[1],
@@ -159,16 +168,54 @@ class TripletBatches:
         return np.stack(points), np.stack(boxes).astype(np.float32), np.array(labels)
 
 
+def augment_crop(image_bgr: np.ndarray, categories: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Colour jitter, scale jitter (0.8-1.25) and, half the time, a cut-out occluding part of the instance.
+
+    The cut-out paints a rectangle of 15-40 % of the instance's box in one random colour and
+    marks it background, as an occluder would; it is skipped when it would hide the whole instance.
+    """
+    import cv2
+
+    gain = rng.uniform(0.75, 1.25, 3)
+    bias = rng.uniform(-20, 20, 3)
+    image = np.clip(image_bgr.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    scale = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    height, width = categories.shape
+    size = (max(2, int(round(width * scale))), max(2, int(round(height * scale))))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    categories = cv2.resize(categories, size, interpolation=cv2.INTER_NEAREST)
+    rows, cols = np.nonzero(categories == 1)
+    if rows.size and rng.random() < 0.5:
+        box_h, box_w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        cut_h = max(1, int(box_h * np.sqrt(rng.uniform(0.15, 0.4))))
+        cut_w = max(1, int(box_w * np.sqrt(rng.uniform(0.15, 0.4))))
+        top = int(rows.min() + rng.integers(0, box_h - cut_h + 1))
+        left = int(cols.min() + rng.integers(0, box_w - cut_w + 1))
+        occluded = categories.copy()
+        occluded[top : top + cut_h, left : left + cut_w] = 0
+        if (occluded == 1).any():
+            categories = occluded
+            image = image.copy()
+            image[top : top + cut_h, left : left + cut_w] = rng.integers(0, 256, 3)
+    return image, categories
+
+
 def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -> Path:
     """Trains a PointTrackNet; returns the final checkpoint path (``<out>/final.pth``)."""
     device = set_up(config)
-    model = PointTrackNet(num_foreground_points=config.foreground_points)
-    if config.init:
+    model = PointTrackNet(num_foreground_points=config.foreground_points, parts=config.parts)
+    if config.init and config.parts:
+        # A published (or global-only) checkpoint starts the shared layers; the part heads start fresh.
+        published = PointTrackNet(num_foreground_points=config.foreground_points)
+        load_checkpoint(published, config.init)
+        model.load_state_dict(published.state_dict(), strict=False)
+    elif config.init:
         load_checkpoint(model, config.init)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
-    build = {"model": "PointTrackNet", "class_id": config.class_id,
+    build = {"model": "PointTrackNet", "class_id": config.class_id, "parts": config.parts,
              "trained_points": [config.foreground_points, config.environment_points]}
     run = TrainingRun("embedding", config, model, optimizer, build, progress=progress)
     run.resume()
@@ -183,8 +230,13 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
         for group in optimizer.param_groups:
             group["lr"] = lr
         points, boxes, labels = batches.sample()
-        embeddings = model(torch.from_numpy(points).to(device), torch.from_numpy(boxes).to(device))
-        loss = batch_hard_triplet_loss(embeddings, torch.from_numpy(labels).to(device), config.margin)
+        embeddings, parts, attention = model.forward_parts(torch.from_numpy(points).to(device),
+                                                           torch.from_numpy(boxes).to(device))
+        label_tensor = torch.from_numpy(labels).to(device)
+        loss = batch_hard_triplet_loss(embeddings, label_tensor, config.margin)
+        if parts is not None and attention is not None:
+            part_losses = [batch_hard_triplet_loss(parts[:, k], label_tensor, config.margin) for k in range(parts.shape[1])]
+            loss = loss + torch.stack(part_losses).mean() + config.diversity_weight * part_diversity_loss(attention)
         if float(loss.detach()) > 0:
             optimizer.zero_grad()
             loss.backward()

@@ -100,3 +100,22 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
     hardest_positive = torch.where(same, distance, torch.zeros_like(distance)).max(1).values
     hardest_negative = torch.where(same, torch.full_like(distance, float("inf")), distance).min(1).values
     return F.relu(hardest_positive - hardest_negative + margin).mean()
+
+
+def part_diversity_loss(attention: torch.Tensor) -> torch.Tensor:
+    """FineTrack's diversity term: how much the part heads' attention maps overlap.
+
+    Args:
+        attention: ``(K, P, N)`` attention of P heads over N points (each head's map sums to 1).
+
+    Returns:
+        the mean cosine similarity between the maps of different heads (0 = disjoint parts,
+        1 = identical); 0 with a single head.
+    """
+    parts = attention.shape[1]
+    if parts < 2:
+        return attention.sum() * 0.0
+    unit = F.normalize(attention, dim=2)
+    similarity = unit @ unit.transpose(1, 2)  # (K, P, P)
+    off_diagonal = similarity.sum((1, 2)) - similarity.diagonal(dim1=1, dim2=2).sum(1)
+    return (off_diagonal / (parts * (parts - 1))).mean()
