@@ -204,6 +204,12 @@ def resolve_auto(config: Config, network: str) -> Config:
     choice = measured_choice(config, network)
     if choice is None:
         return config
+    from mots_ros.registry import BACKENDS
+
+    if choice[0] not in BACKENDS.names() or not BACKENDS.load(choice[0]).available_devices():
+        logger.warning("the precision record %s chose %s, which is not installed here; using the default ranking",
+                       record_path(config), choice[0])
+        return config
     logger.info("the %s network runs on %s %s: the fastest within the agreement bounds measured on this CPU (%s)",
                 network, *choice, record_path(config))
     return config.replace(**{"inference.backend": choice[0], "inference.precision": choice[1]})

@@ -118,3 +118,12 @@ def test_measured_record_drives_auto_and_nothing_else(tmp_path, drive):
     assert resolve_auto(config.replace(**{"inference.precision": "fp32"}), "embedding").inference.backend == "auto"
     other_models = config.replace(**{"segmentation.weights": str(folder / "calibration" / "000000.png")})
     assert resolve_auto(other_models, "embedding") == other_models
+    # A record made where another runtime was installed never breaks the pipeline here.
+    record["embedding"]["tensorrt_fp16"] = dict(record["embedding"]["openvino_bf16"], backend="tensorrt",
+                                                precision="fp16", median_ms=0.0001)
+    save_record(config, record)
+    assert choose(record, "embedding") == ("tensorrt", "fp16")
+    from mots_ros.registry import BACKENDS
+
+    if not BACKENDS.load("tensorrt").available_devices():
+        assert resolve_auto(config, "embedding") == config
