@@ -177,7 +177,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             data=[str(d) for d in args.data], out=str(args.out), sequences=args.sequences, class_id=args.class_id,
             steps=args.steps, lr=args.lr or 2e-3, instances_per_step=args.instances_per_step,
             foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
-            parts=args.parts, diversity_weight=args.diversity_weight, augment=args.augment, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
+            parts=args.parts, diversity_weight=args.diversity_weight, augment=args.augment,
+            held_out_identities=args.held_out_identities, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
         )
         path = train_embedding(config)
     print(f"checkpoint written to {path}")
@@ -325,14 +326,17 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
     # The shipped embeddings are scaled to the paper's constants, so calibration fits those.
     config = load_config(preset_name=f"{args.preset}-published").replace(**{
-        "embedding.weights": args.init, "inference.backend": "torch", "segmentation.kind": "ground_truth"})
-    collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps)
+        "embedding.weights": args.init, "inference.backend": "torch", "segmentation.kind": "ground_truth",
+        "inference.num_threads": args.threads or 0})
+    collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps,
+                                  args.held_out_identities)
     scale, table = calibrate_scale(collected, args.data[0], config)
     print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
     for value, scores in table:
         print(f"{value:>6.2f} {scores['AssA']:>7.2f} {scores['IDF1']:>7.2f} {scores['IDS']:>5d}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fold_scale(Path(args.init), args.out, scale, {"calibration": {"sequences": args.sequences, "preset": args.preset,
+                                                                  "held_out_identities": args.held_out_identities,
                                                                   "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}})
     print(f"scale {scale:g} folded into {args.out}")
     return 0
@@ -443,6 +447,9 @@ def _add_train_command(sub) -> None:
     embedding.add_argument("--parts", type=int, default=0, help="FineTrack part heads beside the global embedding (0: published)")
     embedding.add_argument("--diversity-weight", type=float, default=0.1, help="weight of the part heads' diversity loss")
     embedding.add_argument("--augment", action="store_true", help="colour and scale jitter and cut-out occlusions on crops")
+    train.add_argument("--held-out-identities", type=float, default=0.0, metavar="FRACTION",
+                       help="embedding: keep this share of identities out of training; calibrate: fit the scale on "
+                            "those identities alone (the same stable choice), people the network never saw")
     train.set_defaults(handler=cmd_train)
 
 

@@ -81,3 +81,33 @@ def test_part_embedding_training_with_augmentation_starts_from_a_global_checkpoi
     # the shared layers started from the global checkpoint and then trained on
     key = "point_feat.last_emb.2.weight"
     assert not torch.equal(trained.state_dict()[key], started[key])
+
+
+def test_held_out_identities_are_left_out_of_training_and_alone_in_calibration(tiny_data):
+    from mots_ros.config import load_config
+    from mots_ros.datasets import find_sequences, read_annotations
+    from mots_ros.pipeline import MotsPipeline
+    from mots_ros.training.calibration import collect_instances
+    from mots_ros.training.data import AnnotatedDataset, is_held_out_identity
+    from mots_ros.training.embedding import InstanceDatabase
+
+    dataset = AnnotatedDataset([str(tiny_data)])
+    everyone = InstanceDatabase(dataset, class_id=1, progress=False)
+    trained = InstanceDatabase(dataset, class_id=1, progress=False, held_out_identities=0.5)
+    held = {key for key in everyone.keys if is_held_out_identity(key[0], key[1], 0.5)}
+    assert held and len(held) < len(everyone)  # the tiny data has both kinds at 0.5
+    assert set(trained.keys) == set(everyone.keys) - held
+    # the choice is stable and ignores the folder that holds the sequence
+    assert all(is_held_out_identity(f"elsewhere/{key[0].rsplit('/', 1)[-1]}", key[1], 0.5) for key in held)
+
+    config = load_config(preset_name="car-published").replace(**{"segmentation.kind": "ground_truth",
+                                                                  "inference.backend": "torch"})
+    sequence = find_sequences(tiny_data)[0]
+    collected = collect_instances(MotsPipeline.from_config(config), tiny_data, [sequence.name], held_out_identities=0.5)
+    frames, _, _ = collected[sequence.name]
+    expected = {}
+    for record in read_annotations(sequence):
+        if not record.is_ignore and record.track_id // 1000 == 1 and is_held_out_identity(sequence.name, record.track_id, 0.5):
+            expected[record.frame] = expected.get(record.frame, 0) + 1
+    assert sum(expected.values()) > 0
+    assert {frame: len(instances) for frame, _, instances in frames if instances} == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,16 @@ import numpy as np
 from mots_ros.datasets import MotsRecord, find_sequences, read_annotations, read_image_rgb, records_by_frame
 from mots_ros.errors import FormatError
 from mots_ros.masks import decode_rle
+
+
+def is_held_out_identity(sequence: str, track_id: int, fraction: float) -> bool:
+    """Whether an identity is kept out of embedding training, to calibrate on people the network never saw.
+
+    A stable hash of the bare sequence name (``"0009"``, whatever folder holds it) and the track
+    id, so training and calibration pick the same identities in every run and on every machine.
+    """
+    name = sequence.rsplit("/", 1)[-1]
+    return zlib.crc32(f"{name}/{track_id}".encode()) / 2**32 < fraction
 
 
 @dataclass(frozen=True)

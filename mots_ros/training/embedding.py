@@ -13,6 +13,10 @@ instances (the "shuffle-group" sampling that FineTrack reports helps).
 ``parts`` > 0 trains FineTrack-style part embeddings beside the global one: the triplet loss on
 each part too (averaged over parts), plus ``diversity_weight`` times the heads' attention overlap.
 ``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
+
+``held_out_identities`` (a fraction) keeps that share of the identities out of the database
+(:func:`mots_ros.training.data.is_held_out_identity`), so the distance scale can be calibrated on
+people the network has never seen, which is the situation on a user's video.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from mots_ros.checkpoints import load_checkpoint
 from mots_ros.embedding.network import PointTrackNet
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
-from mots_ros.training.data import AnnotatedDataset
+from mots_ros.training.data import AnnotatedDataset, is_held_out_identity
 from mots_ros.training.losses import batch_hard_triplet_loss, part_diversity_loss
 from mots_ros.training.run import TrainingRun, TrainingSettings, set_up
 
@@ -51,6 +55,7 @@ class EmbeddingTrainingConfig(TrainingSettings):
     parts: int = 0  # FineTrack part heads; 0 = the published network
     diversity_weight: float = 0.1
     augment: bool = False
+    held_out_identities: float = 0.0  # share of identities kept for calibration, never trained on
     checkpoint_every: int = 100
 
 
@@ -66,7 +71,8 @@ class CropEntry:
 class InstanceDatabase:
     """Crops of every instance of one class, grouped by (sequence, instance id) in frame order."""
 
-    def __init__(self, dataset: AnnotatedDataset, class_id: int, min_pixels: int = 50, progress: bool = True):
+    def __init__(self, dataset: AnnotatedDataset, class_id: int, min_pixels: int = 50, progress: bool = True,
+                 held_out_identities: float = 0.0):
         import cv2
 
         self.tracks: dict[tuple[str, int], list[CropEntry]] = {}
@@ -84,6 +90,8 @@ class InstanceDatabase:
             height, width = id_map.shape
             same_class = (id_map // 1000 == class_id) & (id_map != 10000)
             for instance_id in np.unique(id_map[same_class]):
+                if is_held_out_identity(item.sequence, int(instance_id), held_out_identities):
+                    continue
                 mask = id_map == instance_id
                 if mask.sum() < min_pixels:
                     continue
@@ -216,11 +224,13 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
     build = {"model": "PointTrackNet", "class_id": config.class_id, "parts": config.parts,
-             "trained_points": [config.foreground_points, config.environment_points]}
+             "trained_points": [config.foreground_points, config.environment_points],
+             "held_out_identities": config.held_out_identities}
     run = TrainingRun("embedding", config, model, optimizer, build, progress=progress)
     run.resume()
 
-    database = InstanceDatabase(AnnotatedDataset(config.data, config.sequences), config.class_id, config.min_pixels, progress)
+    database = InstanceDatabase(AnnotatedDataset(config.data, config.sequences), config.class_id, config.min_pixels, progress,
+                                config.held_out_identities)
     logger.info("instance database: %d instances, %d crops, %d sequences", len(database), database.crop_count(), len(database.sequences))
     batches = TripletBatches(database, config, run.rng())
     skipped = 0
