@@ -37,8 +37,6 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, default_preset: st
 
 
 def _config_from_args(args: argparse.Namespace):
-    import yaml
-
     from mots_ros.config import load_config
 
     config = load_config(args.config, preset_name=args.preset)
@@ -54,12 +52,21 @@ def _config_from_args(args: argparse.Namespace):
         overrides["inference.backend"] = args.backend
     if args.threads is not None:
         overrides["inference.num_threads"] = args.threads
-    for item in args.set:
+    overrides.update(_set_overrides(args.set))
+    return config.replace(**overrides) if overrides else config
+
+
+def _set_overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items as config overrides (values read as YAML)."""
+    import yaml
+
+    overrides = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise MotsError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = yaml.safe_load(value)
-    return config.replace(**overrides) if overrides else config
+    return overrides
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -320,23 +327,27 @@ def cmd_soak(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from mots_ros.config import load_config
     from mots_ros.pipeline import MotsPipeline
-    from mots_ros.training.calibration import calibrate_scale, collect_instances, fold_scale
+    from mots_ros.training.calibration import calibrate_scale, collect_instances, fold_scale, scale_grid
 
     if not args.init or len(args.data) != 1 or not args.sequences:
         raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
-    # The shipped embeddings are scaled to the paper's constants, so calibration fits those.
-    config = load_config(preset_name=f"{args.preset}-published").replace(**{
+    # The shipped embeddings are scaled to the paper's constants, so calibration fits those by default.
+    preset = f"{args.preset}-published" if args.score_with == "published" else args.preset
+    config = load_config(preset_name=preset).replace(**{
         "embedding.weights": args.init, "inference.backend": "torch", "segmentation.kind": "ground_truth",
-        "inference.num_threads": args.threads or 0})
+        "inference.num_threads": args.threads or 0, "flow.source": "none"})  # candidates are tracked without flow
+    if args.set:
+        config = config.replace(**_set_overrides(args.set))
     collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps,
                                   args.held_out_identities)
-    scale, table = calibrate_scale(collected, args.data[0], config)
+    scale, table = calibrate_scale(collected, args.data[0], config, scale_grid(args.steps_per_octave))
     print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
     for value, scores in table:
         print(f"{value:>6.2f} {scores['AssA']:>7.2f} {scores['IDF1']:>7.2f} {scores['IDS']:>5d}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fold_scale(Path(args.init), args.out, scale, {"calibration": {"sequences": args.sequences, "preset": args.preset,
                                                                   "held_out_identities": args.held_out_identities,
+                                                                  "scored_with": preset, "overrides": args.set,
                                                                   "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}})
     print(f"scale {scale:g} folded into {args.out}")
     return 0
@@ -450,6 +461,15 @@ def _add_train_command(sub) -> None:
     train.add_argument("--held-out-identities", type=float, default=0.0, metavar="FRACTION",
                        help="embedding: keep this share of identities out of training; calibrate: fit the scale on "
                             "those identities alone (the same stable choice), people the network never saw")
+    calibration = train.add_argument_group("calibrate")
+    calibration.add_argument("--steps-per-octave", type=int, default=2,
+                             help="candidate scales per doubling, from x0.25 to x64 (2: steps of sqrt 2)")
+    calibration.add_argument("--score-with", choices=("published", "measured"), default="published",
+                             help="track the candidates with the class's *-published preset (the paper's constants) "
+                                  "or its measured preset (car / pedestrian), always without optical flow")
+    calibration.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="and with this config change, e.g. "
+                                  "--set tracker.cues.mask_iou.weight=0 (repeatable)")
     train.set_defaults(handler=cmd_train)
 
 

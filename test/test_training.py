@@ -111,3 +111,26 @@ def test_held_out_identities_are_left_out_of_training_and_alone_in_calibration(t
             expected[record.frame] = expected.get(record.frame, 0) + 1
     assert sum(expected.values()) > 0
     assert {frame: len(instances) for frame, _, instances in frames if instances} == expected
+
+
+def test_scale_grids_nest_and_calibration_scores_under_the_given_settings(tiny_data, tmp_path, capsys):
+    from mots_ros.cli import main
+    from mots_ros.training.calibration import DEFAULT_SCALES, scale_grid
+
+    assert DEFAULT_SCALES == tuple(2 ** (k / 2) for k in range(-4, 13))  # the grid every shipped model used
+    fine = scale_grid(4)
+    assert set(DEFAULT_SCALES) <= set(fine) and len(fine) == 2 * len(DEFAULT_SCALES) - 1
+    assert np.allclose(np.diff(np.log2(fine)), 0.25)
+    with pytest.raises(ValueError, match="steps_per_octave"):
+        scale_grid(0)
+
+    out = tmp_path / "calibrated.pth"
+    command = ["train", "calibrate", "--init", "models/pointtrack_car.pth", "--data", str(tiny_data), "--sequences", "0000",
+               "--preset", "car", "--steps-per-octave", "1", "--score-with", "measured", "--set", "tracker.cues.mask_iou.weight=0", "--out", str(out)]
+    assert main(command) == 0
+    calibration = read_checkpoint(out)[1]["calibration"]
+    assert [row[0] for row in calibration["table"]] == list(scale_grid(1))
+    assert calibration["overrides"] == ["tracker.cues.mask_iou.weight=0"] and calibration["scored_with"] == "car"
+    assert main([*command[:-4], "--set", "no-equals-sign", "--out", str(tmp_path / "never.pth")]) == 2
+    assert "--set expects KEY=VALUE, got 'no-equals-sign'" in capsys.readouterr().err
+    assert not (tmp_path / "never.pth").exists()

@@ -13,6 +13,7 @@ candidate scale, scored by TrackEval (association accuracy, AssA).
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,20 @@ from mots_ros.training.data import is_held_out_identity, parse_selection
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SCALES = tuple(float(2 ** (k / 2)) for k in range(-4, 13))  # 0.25 .. 64, steps of sqrt(2)
+
+
+def scale_grid(steps_per_octave: int = 2, smallest: float = 0.25, largest: float = 64.0) -> tuple[float, ...]:
+    """Powers of two from ``smallest`` to ``largest``, ``steps_per_octave`` of them per doubling.
+
+    Every coarser grid's points are on a finer one when the step counts divide (2 within 4).
+    """
+    if steps_per_octave < 1:
+        raise ValueError(f"steps_per_octave must be at least 1, got {steps_per_octave}")
+    low, high = round(math.log2(smallest) * steps_per_octave), round(math.log2(largest) * steps_per_octave)
+    return tuple(float(2 ** (k / steps_per_octave)) for k in range(low, high + 1))
+
+
+DEFAULT_SCALES = scale_grid(2)  # 0.25 .. 64, steps of sqrt(2)
 
 
 def collect_instances(pipeline, data: Path, selections: list[str], fps: float = 10.0, held_out_identities: float = 0.0):
