@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise MotsError(f"params file {args.params_file} is not valid YAML{at}: {getattr(err, 'problem', err)}") from err
-    run_nodes(args.params_file, args.namespace, args.name, _ros_args(ros_args))
+    run_nodes(args.params_file, args.namespace, args.name, _ros_args(ros_args), share_networks=not args.separate_networks)
     return 0
 
 
@@ -478,6 +478,9 @@ def _add_run_command(sub) -> None:
     run.add_argument("--params-file", type=Path, required=True, help="ROS params file (e.g. config/car.yaml)")
     run.add_argument("--namespace", action="append", help="one node per namespace, e.g. --namespace front --namespace rear")
     run.add_argument("--name", default="mots_node", help="node name")
+    run.add_argument("--separate-networks", action="store_true",
+                     help="with several namespaces: each node loads its own networks and runs alone, instead of "
+                          "sharing them and batching frames that arrive together")
     run.set_defaults(handler=cmd_run, takes_ros_args=True)
 
 

@@ -162,6 +162,9 @@ class NodeConfig:
     max_image_pixels: int = _option(33_554_432, "frames larger than this many pixels are refused", low=1, high=2**31 - 1)
     autostart: bool = _option(True, "configure and activate on start, without an external lifecycle manager")
     latency_log: str = _option("", "CSV file for per-frame stage latencies (ms); empty = none")
+    batch_window_s: float = _option(0.01, "nodes sharing networks in one process (mots-ros run with several "
+                                    "namespaces): how long a frame waits for the other cameras' frames to run as one "
+                                    "batch", low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
@@ -28,7 +29,8 @@ from mots_ros.embedding.points import PointClouds
 from mots_ros.errors import InputError, MotsError
 from mots_ros.optical_flow import DisFlow
 from mots_ros.pipeline import FrameWork, MotsPipeline
-from mots_ros.segmenters import Segmentation, create_segmenter
+from mots_ros.backends import InferenceBackend
+from mots_ros.segmenters import Segmentation, Segmenter, create_segmenter
 from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 from mots_ros.tracker import Tracker
 
@@ -41,34 +43,52 @@ class MultiCameraPipeline:
             segmenters on one backend (and embedders on one backend) are batched together.
     """
 
-    def __init__(self, cameras: Mapping[str, MotsPipeline]):
-        if not cameras:
-            raise ValueError("MultiCameraPipeline needs at least one camera")
-        self.cameras = dict(cameras)
+    def __init__(self, cameras: Mapping[str, MotsPipeline] | None = None):
+        self.cameras = dict(cameras or {})
+        self._networks: dict[tuple[str, str], InferenceBackend] = {}  # (network, its settings) -> backend, for add_camera
 
     @classmethod
     def from_config(cls, config: Config, names: Sequence[str]) -> MultiCameraPipeline:
         """Each network loaded once for all ``names``; trackers, sampling and flow per camera."""
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"camera names must be distinct and at least one, got {list(names)}")
+        cameras = cls()
+        for name in names:
+            cameras.add_camera(name, config)
+        return cameras
+
+    def add_camera(self, name: str, config: Config) -> MotsPipeline:
+        """Adds camera ``name``, reusing every network already loaded with the same settings."""
         from mots_ros.backends import create_backend
         from mots_ros.precision import resolve_auto
 
-        if len(set(names)) != len(names) or not names:
-            raise ValueError(f"camera names must be distinct and at least one, got {list(names)}")
-        shared = create_segmenter(resolve_auto(config, "segmentation"))
-        need_embeddings = cues_need_embeddings(Tracker(config.tracker).cues)
-        embedding_backend = create_backend("embedding", resolve_auto(config, "embedding")) if need_embeddings else None
-        cameras = {}
-        for index, name in enumerate(names):
-            if isinstance(shared, SpatialEmbeddingSegmenter):
-                segmenter = shared if index == 0 else SpatialEmbeddingSegmenter(shared.backend, config.segmentation)
-            else:
-                segmenter = shared if index == 0 else create_segmenter(config)  # other kinds keep their own state
-            embedder = Embedder(embedding_backend, config.embedding) if embedding_backend is not None else None
-            dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
-            cameras[name] = MotsPipeline(segmenter, embedder, Tracker(config.tracker),
-                                         max_image_pixels=config.node.max_image_pixels, flow_source=config.flow.source,
-                                         dis=dis)
-        return cls(cameras)
+        if name in self.cameras:
+            raise ValueError(f"camera {name!r} is already added")
+        segmentation_config = resolve_auto(config, "segmentation")
+        key = ("segmentation", repr((segmentation_config.segmentation, segmentation_config.inference)))
+        segmenter: Segmenter
+        if segmentation_config.segmentation.kind == "spatial_embedding" and key in self._networks:
+            segmenter = SpatialEmbeddingSegmenter(self._networks[key], segmentation_config.segmentation)
+        else:  # the first camera's segmenter builds (and checks) the network; other kinds keep their own state
+            segmenter = create_segmenter(segmentation_config)
+            if isinstance(segmenter, SpatialEmbeddingSegmenter):
+                self._networks[key] = segmenter.backend
+        embedder = None
+        if cues_need_embeddings(Tracker(config.tracker).cues):
+            embedding_config = resolve_auto(config, "embedding")
+            key = ("embedding", repr((embedding_config.embedding, embedding_config.inference)))
+            if key not in self._networks:
+                self._networks[key] = create_backend("embedding", embedding_config)
+            embedder = Embedder(self._networks[key], config.embedding)
+        dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
+        pipeline = MotsPipeline(segmenter, embedder, Tracker(config.tracker), max_image_pixels=config.node.max_image_pixels,
+                                flow_source=config.flow.source, dis=dis)
+        self.cameras[name] = pipeline
+        return pipeline
+
+    def remove_camera(self, name: str) -> None:
+        """Forgets camera ``name`` (its tracker and state); the shared networks stay loaded."""
+        self.cameras.pop(name, None)
 
     @property
     def names(self) -> list[str]:
@@ -152,3 +172,153 @@ class MultiCameraPipeline:
                 embeddings[name] = embedding
                 works[name].latency["embedding_network"] = elapsed  # each camera waited for the whole batch
         return embeddings
+
+
+class CameraRounds:
+    """Frames handed in by several cameras' threads, gathered into rounds of :meth:`MultiCameraPipeline.process`.
+
+    Each camera's thread calls :meth:`process` and blocks until its frame's round is done. A round
+    closes when every added camera has a frame waiting, or ``window_s`` after its first frame
+    arrived; the thread that closes it runs it for everyone. One round runs at a time (the networks
+    are shared), and frames arriving meanwhile form the next one, so under load frames batch up
+    without any added wait.
+
+    Args:
+        cameras: the shared-network pipelines; cameras are added and removed through this object.
+        window_s: how long a round's first frame waits for the other cameras' frames.
+        timeout_s: the longest a frame waits for its result before :meth:`process` gives up.
+    """
+
+    def __init__(self, cameras: MultiCameraPipeline | None = None, window_s: float = 0.01, timeout_s: float = 60.0):
+        self.pipelines = cameras or MultiCameraPipeline()
+        self.window_s = window_s
+        self.timeout_s = timeout_s
+        self._waiting: dict[str, tuple[int, Frame]] = {}  # camera -> (ticket, frame)
+        self._outcomes: dict[int, FrameResult | BaseException] = {}  # ticket -> result or error
+        self._abandoned: set[int] = set()  # tickets whose caller gave up waiting
+        self._next_ticket = 0
+        self._closes_at = 0.0  # when the gathering round runs even without every camera's frame
+        self._running = False
+        self._changed = threading.Condition()
+        self.rounds_run = 0  # how many rounds ran, and with how many frames (for tests and diagnostics)
+        self.frames_run = 0
+
+    def add_camera(self, name: str, config: Config) -> SharedCamera:
+        """Adds camera ``name`` (networks shared where the settings match) and returns its handle."""
+        with self._changed:
+            while self._running:
+                self._changed.wait(0.1)
+            pipeline = self.pipelines.add_camera(name, config)
+        return SharedCamera(self, name, pipeline, window_s=config.node.batch_window_s)
+
+    def remove_camera(self, name: str) -> None:
+        """Removes camera ``name``; the others' rounds no longer wait for it."""
+        with self._changed:
+            while self._running:
+                self._changed.wait(0.1)
+            self.pipelines.remove_camera(name)
+            if name in self._waiting:
+                ticket, _ = self._waiting.pop(name)
+                self._outcomes[ticket] = InputError(f"camera {name!r} was removed before its frame ran")
+            self._changed.notify_all()
+
+    def reset(self, name: str, *, restart_ids: bool = False) -> None:
+        """Resets camera ``name`` between rounds."""
+        with self._changed:
+            while self._running:
+                self._changed.wait(0.1)
+            self.pipelines.cameras[name].reset(restart_ids=restart_ids)
+
+    def process(self, name: str, frame: Frame, window_s: float | None = None) -> FrameResult:
+        """Camera ``name``'s frame through the next round; raises the frame's own error (MotsError).
+
+        ``window_s`` (default: the constructor's) applies when this frame is its round's first.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        with self._changed:
+            if name not in self.pipelines.cameras:
+                raise InputError(f"unknown camera {name!r}")
+            if name in self._waiting:
+                raise InputError(f"camera {name!r} already has a frame waiting; hand frames in from one thread per camera")
+            if not self._waiting:
+                self._closes_at = time.monotonic() + (self.window_s if window_s is None else window_s)
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._waiting[name] = (ticket, frame)
+            self._changed.notify_all()
+            while ticket not in self._outcomes:
+                now = time.monotonic()
+                if now >= deadline:
+                    if self._waiting.get(name, (None,))[0] == ticket:
+                        del self._waiting[name]
+                    else:  # its round is running: its result must not reach this camera's next frame
+                        self._abandoned.add(ticket)
+                    raise InputError(f"camera {name!r}: no result within {self.timeout_s} s")
+                closes_at = self._closes_at
+                everyone = all(camera in self._waiting for camera in self.pipelines.cameras)
+                if not self._running and self._waiting and (everyone or now >= closes_at):
+                    self._run_round()
+                    continue
+                self._changed.wait(max(min(closes_at - now, deadline - now), 0.001) if not self._running else
+                                   deadline - now)
+            outcome = self._outcomes.pop(ticket)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _run_round(self) -> None:
+        """Runs the waiting frames as one round; called holding the lock, which it releases meanwhile."""
+        waiting, self._waiting = self._waiting, {}
+        frames = {camera: frame for camera, (_, frame) in waiting.items()}
+        self._running = True
+        self._changed.release()
+        try:
+            try:
+                results, problems = self.pipelines.process(frames)
+                outcomes: dict[str, FrameResult | BaseException] = {**results, **problems}
+            except Exception as err:  # e.g. a runtime failing: every frame of the round gets the error
+                outcomes = {camera: err for camera in frames}
+        finally:
+            self._changed.acquire()
+            self._running = False
+        for camera, (ticket, _) in waiting.items():
+            if ticket in self._abandoned:
+                self._abandoned.discard(ticket)
+            else:
+                self._outcomes[ticket] = outcomes[camera]
+        self.rounds_run += 1
+        self.frames_run += len(frames)
+        self._changed.notify_all()
+
+
+class SharedCamera:
+    """One camera of :class:`CameraRounds`, used where a :class:`MotsPipeline` is (the node's ``pipeline``)."""
+
+    def __init__(self, rounds: CameraRounds, name: str, pipeline: MotsPipeline, window_s: float | None = None):
+        self.rounds = rounds
+        self.name = name
+        self.pipeline = pipeline
+        self.window_s = window_s
+
+    def process(self, frame: Frame) -> FrameResult:
+        """This camera's frame, batched with the other cameras' frames of its round."""
+        return self.rounds.process(self.name, frame, self.window_s)
+
+    def reset(self, *, restart_ids: bool = False) -> None:
+        """Resets this camera's tracker and sampling (between rounds)."""
+        self.rounds.reset(self.name, restart_ids=restart_ids)
+
+    @property
+    def tracker(self) -> Tracker:
+        """This camera's own tracker."""
+        return self.pipeline.tracker
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """As :attr:`MotsPipeline.stage_names`."""
+        return self.pipeline.stage_names
+
+    @property
+    def backend_names(self) -> dict[str, str]:
+        """As :attr:`MotsPipeline.backend_names`, marked as shared."""
+        return {network: f"{name} (shared)" for network, name in self.pipeline.backend_names.items()}

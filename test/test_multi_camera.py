@@ -1,12 +1,14 @@
 """Several cameras in one process: shared networks, batched forwards, the same tracks as one pipeline per camera."""
 
+import threading
+
 import numpy as np
 import pytest
 
 from mots_ros.config import preset
 from mots_ros.datatypes import Frame
 from mots_ros.errors import InputError
-from mots_ros.multi_camera import MultiCameraPipeline
+from mots_ros.multi_camera import CameraRounds, MultiCameraPipeline
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
 
@@ -61,3 +63,48 @@ def test_a_bad_frame_or_unknown_camera_holds_up_nobody(drives):
     assert later["left"].instances and all(t.track_id >= 1 for t in later["left"].instances)
     with pytest.raises(ValueError, match="distinct"):
         MultiCameraPipeline.from_config(preset("car"), ["a", "a"])
+
+
+def test_camera_threads_meet_in_batched_rounds_and_get_their_own_results(drives):
+    """One thread per camera, as the nodes of one process: each round holds every camera's frame."""
+    config = preset("car").replace(**{"inference.backend": "onnxruntime", "node.batch_window_s": 1.0})
+    rounds = CameraRounds(timeout_s=120.0)
+    handles = {name: rounds.add_camera(name, config) for name in drives}
+    assert len({id(h.pipeline.segmenter.backend) for h in handles.values()}) == 1
+    assert all(h.backend_names["segmentation"].endswith("(shared)") for h in handles.values())
+    outputs: dict = {name: [] for name in drives}
+
+    def camera(name):
+        for index, image in enumerate(drives[name]):
+            outputs[name].append(handles[name].process(Frame(image, stamp_ns=index * 100_000_000, frame_index=index)))
+
+    threads = [threading.Thread(target=camera, args=(name,)) for name in drives]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    # With a long window every round waited for all three cameras (the window never ran out).
+    assert (rounds.rounds_run, rounds.frames_run) == (FRAMES, 3 * FRAMES)
+    for name, images in drives.items():
+        alone = MotsPipeline.from_config(config)
+        for index, image in enumerate(images):
+            expected = alone.process(Frame(image, stamp_ns=index * 100_000_000, frame_index=index))
+            assert summary(outputs[name][index]) == summary(expected), (name, index)
+
+
+def test_a_round_runs_without_a_removed_or_silent_camera_and_errors_stay_with_their_frame(drives):
+    config = preset("car").replace(**{"inference.backend": "onnxruntime"})
+    rounds = CameraRounds(window_s=0.05, timeout_s=60.0)
+    front, left = rounds.add_camera("front", config), rounds.add_camera("left", config)
+    # "left" sends nothing: "front" waits only for the window.
+    assert front.process(Frame(drives["front"][0], stamp_ns=0, frame_index=0)).instances
+    with pytest.raises(InputError, match="image"):
+        left.process(Frame(np.zeros((4, 4), np.uint8), stamp_ns=0, frame_index=0))
+    rounds.remove_camera("left")
+    with pytest.raises(InputError, match="unknown camera 'left'"):
+        left.process(Frame(drives["left"][0], stamp_ns=0, frame_index=0))
+    later = front.process(Frame(drives["front"][1], stamp_ns=100_000_000, frame_index=1))
+    assert later.instances and rounds.rounds_run == 3
+    front.reset()
+    assert front.tracker.epoch == 1

@@ -233,3 +233,49 @@ def test_invalid_parameter_is_refused_at_configure_and_the_node_stays_up(tiny_mo
         assert process.alive()
     finally:
         process.stop()
+
+
+def test_cameras_of_one_process_share_networks_and_track_as_alone(tmp_path):
+    """Two namespaces in one `mots-ros run`: one network load, batched rounds, each camera's own tracks."""
+    from conftest import REPO
+    from mots_ros.config import load_config
+    from mots_ros.datatypes import Frame
+    from mots_ros.pipeline import MotsPipeline
+    from mots_ros.ros_conversions import result_to_message
+    from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
+
+    frames = 3
+    params = REPO / "config" / "car.yaml"
+    settings = {"node.mode": "replay", "node.batch_window_s": 0.5, "inference.cache_dir": str(tmp_path / "cache")}
+    ros_args = [arg for key, value in settings.items() for arg in ("-p", f"{key}:={value}")]
+    process = Process(["run", "--params-file", str(params), "--namespace", "front", "--namespace", "rear",
+                       "--ros-args", *ros_args], tmp_path / "node.log")
+    images = {name: [f.image_rgb for f in DrivingScene(DrivingConfig(frames=frames, seed=seed)).frames()]
+              for name, seed in (("front", 920), ("rear", 921))}
+    clients = {}
+    try:
+        assert process.wait_for_output("active: listening on /rear/image", 120), process.output()
+        assert process.wait_for_output("active: listening on /front/image", 10), process.output()
+        assert process.output().count("(shared)") >= 4, process.output()  # both networks, both nodes
+        clients = {name: Client(name) for name in images}
+        for client in clients.values():
+            client.wait_for_node()
+        for index in range(frames):
+            for name, client in clients.items():
+                client.image.publish(rgb_to_image(images[name][index], header(index + 1)))
+        received = {name: [client.tracks_with_stamp(sec, timeout_s=60) for sec in range(1, frames + 1)]
+                    for name, client in clients.items()}
+    finally:
+        for client in clients.values():
+            client.close()
+        process.stop()
+    config = load_config(params).replace(**settings)
+    for name, messages in received.items():
+        assert all(m is not None for m in messages), (name, process.output())
+        alone = MotsPipeline.from_config(config)
+        for index, msg in enumerate(messages):
+            expected = result_to_message(alone.process(Frame(images[name][index], stamp_ns=(index + 1) * 10**9)),
+                                         header(index + 1))
+            assert [(i.track_id, bytes(i.mask_data)) for i in msg.instances] == \
+                   [(i.track_id, bytes(i.mask_data)) for i in expected.instances], (name, index)
+    assert all(len(m.instances) > 0 for m in received["front"] + received["rear"]), "the car model found no cars"

@@ -10,6 +10,7 @@ import time
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
+from mots_ros.multi_camera import CameraRounds
 from mots_ros.nodes.bag_player import replay, spin_quietly
 from mots_ros.nodes.mots_node import MotsNode, spin_nodes
 from mots_ros.nodes.track_recorder import TrackRecorder
@@ -20,11 +21,17 @@ def _init(ros_args: list[str], *extra: str) -> None:
     rclpy.init(args=args)
 
 
-def run_nodes(params_file: Path, namespaces: list[str] | None, name: str, ros_args: list[str]) -> None:
-    """One MotsNode per namespace in this process, until Ctrl-C."""
+def run_nodes(params_file: Path, namespaces: list[str] | None, name: str, ros_args: list[str],
+              share_networks: bool = True) -> None:
+    """One MotsNode per namespace in this process, until Ctrl-C.
+
+    With several namespaces and ``share_networks``, the nodes share each network (where their
+    settings match) and frames that arrive together run as one batch (``node.batch_window_s``).
+    """
     _init(ros_args, "--params-file", str(params_file))
-    nodes = [MotsNode(name, namespace=namespace) for namespace in (namespaces or [""])]
-    spin_nodes(nodes)
+    namespaces = namespaces or [""]
+    cameras = CameraRounds() if share_networks and len(namespaces) > 1 else None
+    spin_nodes([MotsNode(name, cameras=cameras, namespace=namespace) for namespace in namespaces])
 
 
 def replay_bag(bag: Path, ros_args: list[str], **options) -> int:

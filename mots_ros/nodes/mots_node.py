@@ -35,6 +35,7 @@ from mots_ros.datatypes import Frame
 from mots_ros.errors import MotsError
 from mots_ros.images import cap_opencv_decoder
 from mots_ros.msg import TrackedInstanceArray
+from mots_ros.multi_camera import CameraRounds, SharedCamera
 from mots_ros.nodes.parameters import config_from_parameters, declare_config_parameters
 from mots_ros.overlay import draw_overlay
 from mots_ros.pipeline import MotsPipeline
@@ -63,11 +64,12 @@ NODE_STAGES_AFTER = ("publish", "total")
 class MotsNode(LifecycleNode):
     """Thin adapter: messages in, :class:`MotsPipeline`, messages out."""
 
-    def __init__(self, node_name: str = "mots_node", **kwargs):
+    def __init__(self, node_name: str = "mots_node", cameras: CameraRounds | None = None, **kwargs):
         super().__init__(node_name, **kwargs)
+        self._cameras = cameras  # networks shared with the other nodes of this process, batched per round
         self._refused = declare_config_parameters(self)
         self.config: Config | None = None
-        self.pipeline: MotsPipeline | None = None
+        self.pipeline: MotsPipeline | SharedCamera | None = None
         self._pipeline_lock = threading.Lock()
         self._stats = StreamStatistics()
         self._reporter = ThrottledReporter(self._log)
@@ -98,7 +100,11 @@ class MotsNode(LifecycleNode):
             self.config = config_from_parameters(self, self._refused)
             if self.config.node.latency_log:
                 check_log_path("node.latency_log", self.config.node.latency_log)
-            self.pipeline = MotsPipeline.from_config(self.config)
+            self._drop_pipeline()
+            if self._cameras is not None:
+                self.pipeline = self._cameras.add_camera(self.get_fully_qualified_name(), self.config)
+            else:
+                self.pipeline = MotsPipeline.from_config(self.config)
         except MotsError as err:
             self.get_logger().error(f"configure refused: {err}")
             return TransitionCallbackReturn.FAILURE
@@ -136,8 +142,13 @@ class MotsNode(LifecycleNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error while in {state.label}: processing stopped; the node is unconfigured")
         self._stop_processing()
-        self.pipeline = None
+        self._drop_pipeline()
         return TransitionCallbackReturn.SUCCESS
+
+    def _drop_pipeline(self) -> None:
+        if self._cameras is not None and self.pipeline is not None:
+            self._cameras.remove_camera(self.get_fully_qualified_name())
+        self.pipeline = None
 
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         node_config = self.config.node
@@ -189,7 +200,7 @@ class MotsNode(LifecycleNode):
         if self._reset_service is not None:
             self.destroy_service(self._reset_service)
             self._reset_service = None
-        self.pipeline = None
+        self._drop_pipeline()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -377,7 +388,7 @@ def spin_nodes(nodes: list) -> None:
     """Spins nodes on one executor until Ctrl-C or shutdown, then cleans up.
 
     One executor thread is enough: callbacks only queue and store messages, and each node's
-    worker thread does the processing, so several cameras in one process still run in parallel.
+    worker thread does the processing (with shared networks, its camera's part of a batched round).
     """
     executor = SingleThreadedExecutor()
     for node in nodes:

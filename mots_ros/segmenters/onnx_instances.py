@@ -65,7 +65,7 @@ class OnnxInstanceSegmenter:
     """
 
     name = "onnx_instances"
-    stage_names = ("segmentation_network", "mask_decoding")
+    stage_names: tuple[str, ...] = ("segmentation_network", "mask_decoding")
 
     def __init__(self, path: str, config: SegmentationConfig, *, device: str = "cpu", num_threads: int = 0):
         from mots_ros.backends.onnx_backend import OnnxRuntimeBackend

@@ -75,7 +75,7 @@ class SpatialEmbeddingSegmenter:
     """
 
     name = "spatial_embedding"
-    stage_names = ("segmentation_network", "clustering")
+    stage_names: tuple[str, ...] = ("segmentation_network", "clustering")
 
     def __init__(self, backend: InferenceBackend, config: SegmentationConfig | None = None):
         self.backend = backend
