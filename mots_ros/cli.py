@@ -348,6 +348,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     fold_scale(Path(args.init), args.out, scale, {"calibration": {"sequences": args.sequences, "preset": args.preset,
                                                                   "held_out_identities": args.held_out_identities,
                                                                   "scored_with": preset, "overrides": args.set,
+                                                                  "steps_per_octave": args.steps_per_octave,
                                                                   "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}})
     print(f"scale {scale:g} folded into {args.out}")
     return 0

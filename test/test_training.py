@@ -1,5 +1,7 @@
 """Both trainers run a few steps on tiny synthetic data, the loss goes down, and checkpoints resume."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -130,7 +132,12 @@ def test_scale_grids_nest_and_calibration_scores_under_the_given_settings(tiny_d
     assert main(command) == 0
     calibration = read_checkpoint(out)[1]["calibration"]
     assert [row[0] for row in calibration["table"]] == list(scale_grid(1))
+    # The shipped car embedding is already scaled: the recorded scale is the total, not the step.
+    chosen = max(calibration["table"], key=lambda row: (round(row[1], 6), row[2]))[0]
+    shipped_scale = read_checkpoint(Path("models/pointtrack_car.pth"))[1]["mots_ros"]["embedding_scale"]
+    assert read_checkpoint(out)[1]["mots_ros"]["embedding_scale"] == pytest.approx(shipped_scale * chosen)
     assert calibration["overrides"] == ["tracker.cues.mask_iou.weight=0"] and calibration["scored_with"] == "car"
+    assert calibration["steps_per_octave"] == 1
     assert main([*command[:-4], "--set", "no-equals-sign", "--out", str(tmp_path / "never.pth")]) == 2
     assert "--set expects KEY=VALUE, got 'no-equals-sign'" in capsys.readouterr().err
     assert not (tmp_path / "never.pth").exists()

@@ -105,12 +105,17 @@ def calibrate_scale(collected: dict, data: Path, config: Config, scales=DEFAULT_
 
 
 def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
-    """Writes ``checkpoint`` with its output multiplied by ``scale`` (folded into last_emb.2)."""
+    """Writes ``checkpoint`` with its output multiplied by ``scale`` (folded into last_emb.2).
+
+    The recorded ``embedding_scale`` is the total: an already calibrated checkpoint's scale times ``scale``.
+    """
     import torch
 
-    from mots_ros.checkpoints import save_checkpoint
+    from mots_ros.checkpoints import read_checkpoint, save_checkpoint
     from mots_ros.model_files import build_embedding_network
 
+    _, metadata = read_checkpoint(checkpoint)
+    earlier_scale = float(metadata.get("mots_ros", {}).get("embedding_scale", 1.0))
     model = build_embedding_network(checkpoint)
     with torch.no_grad():
         last_layers = [model.point_feat.last_emb[2]]
@@ -119,6 +124,6 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
         for layer in last_layers:
             layer.weight.mul_(scale)
             layer.bias.mul_(scale)
-    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": scale, "parts": model.parts},
+    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": earlier_scale * scale, "parts": model.parts},
                     extra=extra)
     return out
