@@ -200,7 +200,7 @@ class CameraRounds:
         self._closes_at = 0.0  # when the gathering round runs even without every camera's frame
         self._running = False
         self._changed = threading.Condition()
-        self.rounds_run = 0  # how many rounds ran, and with how many frames (for tests and diagnostics)
+        self.rounds_run = 0  # how many rounds ran, and with how many frames in all
         self.frames_run = 0
 
     def add_camera(self, name: str, config: Config) -> SharedCamera:
