@@ -313,12 +313,14 @@ def measure_stages(threads: int, repeats: int, serialize: Callable | None = None
 
 
 def camera_scaling(threads: int, counts: tuple[int, ...] = (1, 2, 4, 6), rounds: int = 5) -> dict[str, dict[str, float]]:
-    """Total throughput and per-camera latency of 1..6 cameras in one process, batched and one frame at a time.
+    """Total throughput and per-camera latency of 1..6 cameras in one process: batched, one frame at a time, and threads.
 
     Every camera sees its own synthetic drive (KITTI size) through the shipped car models on ONNX
     Runtime (``car`` preset): one round is one frame from each camera. Batched: one
     :meth:`MultiCameraPipeline.process` per round (one forward per network); one at a time: the
     same cameras, each frame alone. A camera's latency is the time until its frame's result.
+    ``threads_shared`` / ``threads_separate``: one streaming thread per camera, as the nodes of one
+    process run, with shared networks or with a pipeline each (:func:`_camera_threads`).
     """
     from mots_ros.config import preset
     from mots_ros.datatypes import Frame
@@ -355,7 +357,60 @@ def camera_scaling(threads: int, counts: tuple[int, ...] = (1, 2, 4, 6), rounds:
             report[f"cameras_{count}_{mode}"] = {
                 "cameras": count, "round_median_ms": median_round, "frames_per_s": count / (median_round * 1e-3),
                 "per_camera_latency_ms": float(np.median(latency_ms)), "rounds": rounds}
+        for mode in ("threads_shared", "threads_separate"):
+            report[f"cameras_{count}_{mode}"] = _camera_threads(config, drives[:count], rounds, shared=mode == "threads_shared")
     return report
+
+
+def _camera_threads(config, drives: list, rounds: int, *, shared: bool) -> dict[str, float]:
+    """Each camera streams its frames from its own thread, as the nodes of one ``mots-ros run`` do.
+
+    ``shared``: one set of networks and batched rounds (:class:`CameraRounds`, the default for
+    several namespaces); otherwise one pipeline per camera (``--separate-networks``). The first
+    frame of every camera is a warm-up; ``round_median_ms`` is the wall time of the rest divided by
+    ``rounds``.
+    """
+    import threading
+
+    from mots_ros.datatypes import Frame
+    from mots_ros.multi_camera import CameraRounds
+    from mots_ros.pipeline import MotsPipeline
+
+    rounds_object = CameraRounds() if shared else None
+    pipelines = [rounds_object.add_camera(f"camera{i}", config) if rounds_object else MotsPipeline.from_config(config)
+                 for i in range(len(drives))]
+    latency_ms: list[float] = []
+    warmed = threading.Barrier(len(drives) + 1, timeout=600)
+    done = threading.Barrier(len(drives) + 1, timeout=600)
+
+    errors: list[BaseException] = []
+
+    def stream(pipeline, images):
+        try:
+            pipeline.process(Frame(images[0], stamp_ns=0, frame_index=0))
+            warmed.wait()
+            for index in range(1, rounds + 1):
+                started = time.perf_counter()
+                pipeline.process(Frame(images[index], stamp_ns=index * 100_000_000, frame_index=index))
+                latency_ms.append((time.perf_counter() - started) * 1e3)
+            done.wait()
+        except Exception as err:  # a failed camera releases the others and the caller at once
+            errors.append(err)
+            warmed.abort()
+            done.abort()
+
+    threads = [threading.Thread(target=stream, args=(p, images), daemon=True) for p, images in zip(pipelines, drives)]
+    for thread in threads:
+        thread.start()
+    try:
+        warmed.wait()
+        started = time.perf_counter()
+        done.wait()
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"camera benchmark thread failed: {errors[0] if errors else 'timeout'}") from None
+    round_ms = (time.perf_counter() - started) * 1e3 / rounds
+    return {"cameras": len(drives), "round_median_ms": round_ms, "frames_per_s": len(drives) / (round_ms * 1e-3),
+            "per_camera_latency_ms": float(np.median(latency_ms)), "rounds": rounds}
 
 
 def postprocessing_timings(repeats: int) -> dict[str, dict[str, float]]:

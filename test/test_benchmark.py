@@ -44,8 +44,8 @@ def test_quick_benchmark_reports_every_stage(tmp_path):
     assert 0 < full["share_of_peak"] and "of the fp32 peak" in table
     for name in ("clustering_numpy", "clustering_torch_cpu", "point_sampling_torch_cpu", "rle_runs_torch_cpu"):
         assert report["postprocessing"][name]["median_ms"] > 0 and name in table
-    # cameras in one process: batched and one frame at a time
-    for mode in ("batched", "one_at_a_time"):
+    # cameras in one process: batched, one frame at a time, and one thread per camera (as nodes)
+    for mode in ("batched", "one_at_a_time", "threads_shared", "threads_separate"):
         row = report["cameras"][f"cameras_2_{mode}"]
         assert row["cameras"] == 2 and row["frames_per_s"] > 0 and f"cameras_2_{mode}" in table
 
