@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
+from mots_ros.backends import InferenceBackend
 from mots_ros.config import Config
-from mots_ros.cues import cues_need_embeddings
 from mots_ros.datatypes import Frame, FrameResult
-from mots_ros.embedding.embedder import Embedder
 from mots_ros.embedding.points import PointClouds
 from mots_ros.errors import InputError, MotsError
-from mots_ros.optical_flow import DisFlow
 from mots_ros.pipeline import FrameWork, MotsPipeline
-from mots_ros.backends import InferenceBackend
-from mots_ros.segmenters import Segmentation, Segmenter, create_segmenter
+from mots_ros.segmenters import Segmentation
 from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 from mots_ros.tracker import Tracker
 
@@ -59,30 +57,22 @@ class MultiCameraPipeline:
 
     def add_camera(self, name: str, config: Config) -> MotsPipeline:
         """Adds camera ``name``, reusing every network already loaded with the same settings."""
-        from mots_ros.backends import create_backend
         from mots_ros.precision import resolve_auto
 
         if name in self.cameras:
             raise ValueError(f"camera {name!r} is already added")
-        segmentation_config = resolve_auto(config, "segmentation")
-        key = ("segmentation", repr((segmentation_config.segmentation, segmentation_config.inference)))
-        segmenter: Segmenter
-        if segmentation_config.segmentation.kind == "spatial_embedding" and key in self._networks:
-            segmenter = SpatialEmbeddingSegmenter(self._networks[key], segmentation_config.segmentation)
-        else:  # the first camera's segmenter builds (and checks) the network; other kinds keep their own state
-            segmenter = create_segmenter(segmentation_config)
-            if isinstance(segmenter, SpatialEmbeddingSegmenter):
-                self._networks[key] = segmenter.backend
-        embedder = None
-        if cues_need_embeddings(Tracker(config.tracker).cues):
-            embedding_config = resolve_auto(config, "embedding")
-            key = ("embedding", repr((embedding_config.embedding, embedding_config.inference)))
-            if key not in self._networks:
-                self._networks[key] = create_backend("embedding", embedding_config)
-            embedder = Embedder(self._networks[key], config.embedding)
-        dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
-        pipeline = MotsPipeline(segmenter, embedder, Tracker(config.tracker), max_image_pixels=config.node.max_image_pixels,
-                                flow_source=config.flow.source, dis=dis)
+        segmentation_config, embedding_config = resolve_auto(config, "segmentation"), resolve_auto(config, "embedding")
+        segmentation_key = ("segmentation", repr((segmentation_config.segmentation, segmentation_config.inference)))
+        embedding_key = ("embedding", repr((embedding_config.embedding, embedding_config.inference)))
+        segmenter = None  # other segmenter kinds keep their own state: each camera builds its own
+        if segmentation_config.segmentation.kind == "spatial_embedding" and segmentation_key in self._networks:
+            segmenter = SpatialEmbeddingSegmenter(self._networks[segmentation_key], segmentation_config.segmentation)
+        pipeline = MotsPipeline.from_config(config, segmenter=segmenter, embedding_backend=self._networks.get(embedding_key))
+        # The first camera's pipeline built (and checked) the networks the next ones reuse.
+        if isinstance(pipeline.segmenter, SpatialEmbeddingSegmenter):
+            self._networks.setdefault(segmentation_key, pipeline.segmenter.backend)
+        if pipeline.embedder is not None:
+            self._networks.setdefault(embedding_key, pipeline.embedder.backend)
         self.cameras[name] = pipeline
         return pipeline
 
@@ -203,19 +193,23 @@ class CameraRounds:
         self.rounds_run = 0  # how many rounds ran, and with how many frames in all
         self.frames_run = 0
 
-    def add_camera(self, name: str, config: Config) -> SharedCamera:
-        """Adds camera ``name`` (networks shared where the settings match) and returns its handle."""
+    @contextmanager
+    def _between_rounds(self) -> Iterator[None]:
+        """Holds the lock while no round runs, so cameras change only between rounds."""
         with self._changed:
             while self._running:
                 self._changed.wait(0.1)
+            yield
+
+    def add_camera(self, name: str, config: Config) -> SharedCamera:
+        """Adds camera ``name`` (networks shared where the settings match) and returns its handle."""
+        with self._between_rounds():
             pipeline = self.pipelines.add_camera(name, config)
         return SharedCamera(self, name, pipeline, window_s=config.node.batch_window_s)
 
     def remove_camera(self, name: str) -> None:
         """Removes camera ``name``; the others' rounds no longer wait for it."""
-        with self._changed:
-            while self._running:
-                self._changed.wait(0.1)
+        with self._between_rounds():
             self.pipelines.remove_camera(name)
             if name in self._waiting:
                 ticket, _ = self._waiting.pop(name)
@@ -224,9 +218,7 @@ class CameraRounds:
 
     def reset(self, name: str, *, restart_ids: bool = False) -> None:
         """Resets camera ``name`` between rounds."""
-        with self._changed:
-            while self._running:
-                self._changed.wait(0.1)
+        with self._between_rounds():
             self.pipelines.cameras[name].reset(restart_ids=restart_ids)
 
     def process(self, name: str, frame: Frame, window_s: float | None = None) -> FrameResult:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mots_ros.backends import InferenceBackend
 from mots_ros.config import Config
 from mots_ros.cues import cues_need_embeddings
 from mots_ros.datatypes import Frame, FrameResult, Instance
@@ -71,17 +72,25 @@ class MotsPipeline:
         self.dis = dis if flow_source == "dis" else None
 
     @classmethod
-    def from_config(cls, config: Config) -> MotsPipeline:
-        """Builds the segmenter, the cues and, when a cue needs it, the embedding network named by ``config``."""
+    def from_config(cls, config: Config, *, segmenter: Segmenter | None = None,
+                    embedding_backend: InferenceBackend | None = None) -> MotsPipeline:
+        """Builds the segmenter, the cues and, when a cue needs it, the embedding network named by ``config``.
+
+        ``segmenter`` and ``embedding_backend``, when given, are used instead of building them
+        (several cameras sharing one network each).
+        """
         from mots_ros.backends import create_backend
         from mots_ros.precision import resolve_auto
 
         tracker = Tracker(config.tracker)
         embedder = None
         if cues_need_embeddings(tracker.cues):
-            embedder = Embedder(create_backend("embedding", resolve_auto(config, "embedding")), config.embedding)
+            if embedding_backend is None:
+                embedding_backend = create_backend("embedding", resolve_auto(config, "embedding"))
+            embedder = Embedder(embedding_backend, config.embedding)
         dis = DisFlow(config.flow.dis_preset) if config.flow.source == "dis" else None
-        segmenter = create_segmenter(resolve_auto(config, "segmentation"))
+        if segmenter is None:
+            segmenter = create_segmenter(resolve_auto(config, "segmentation"))
         return cls(segmenter, embedder, tracker, max_image_pixels=config.node.max_image_pixels,
                    flow_source=config.flow.source, dis=dis)
 
