@@ -174,7 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             width=args.width, crop_height=args.crop[0], crop_width=args.crop[1], centred_crops=not args.random_crops,
             batch_size=args.batch_size, steps=args.steps, lr=args.lr or 5e-4, schedule=args.schedule,
             foreground_weight=args.foreground_weight, freeze_bn=args.freeze_bn, init=args.init, resume=args.resume,
-            seed=args.seed, threads=args.threads or 0,
+            seed=args.seed, threads=args.threads or 0, scale_range=tuple(args.scale_range), centre_jitter=args.centre_jitter,
+            colour_jitter=args.colour_jitter, seed_consistency_weight=args.seed_consistency, max_frame_gap=args.max_frame_gap,
         )
         path = train_segmentation(config)
     else:
@@ -451,6 +452,16 @@ def _add_train_command(sub) -> None:
     segmentation.add_argument("--foreground-weight", type=float, default=10.0,
                               help="seed-loss weight of foreground pixels (spec: 10 cars, 50 pedestrians)")
     segmentation.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics frozen (stage 2)")
+    segmentation.add_argument("--scale-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                              help="resize each frame by a random factor in this range before cropping")
+    segmentation.add_argument("--centre-jitter", type=float, default=0.0,
+                              help="centred crops: move the instance off the centre by up to this share of the crop")
+    segmentation.add_argument("--colour-jitter", type=float, default=0.0,
+                              help="brightness, contrast and saturation factors drawn from 1 ± this")
+    segmentation.add_argument("--seed-consistency", type=float, default=0.0, metavar="WEIGHT",
+                              help="PointTrack++ temporal seed consistency: weight of the difference to the previous "
+                                   "frame's seed map warped by DIS flow (0: off, as published)")
+    segmentation.add_argument("--max-frame-gap", type=int, default=1, help="seed consistency: previous frame 1 to this many back")
     embedding = train.add_argument_group("embedding")
     embedding.add_argument("--instances-per-step", type=int, default=24, help="instances per step (spec: 24)")
     embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"),

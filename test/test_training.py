@@ -141,3 +141,59 @@ def test_scale_grids_nest_and_calibration_scores_under_the_given_settings(tiny_d
     assert main([*command[:-4], "--set", "no-equals-sign", "--out", str(tmp_path / "never.pth")]) == 2
     assert "--set expects KEY=VALUE, got 'no-equals-sign'" in capsys.readouterr().err
     assert not (tmp_path / "never.pth").exists()
+
+
+def test_warping_by_backward_flow_moves_values_and_marks_what_left_the_frame():
+    from mots_ros.training.segmentation import warp_backward
+
+    previous = torch.zeros(1, 1, 4, 8)
+    previous[0, 0, :, 5] = 1.0
+    flow = torch.zeros(1, 4, 8, 2)
+    flow[..., 0] = 2.0  # each current pixel was 2 px to the right in the previous frame
+    warped, inside = warp_backward(previous, flow)
+    assert torch.equal(warped[0, 0, 0], torch.tensor([0.0, 0, 0, 1, 0, 0, 0, 0]))
+    assert inside[0, 0].tolist() == [True] * 6 + [False] * 2
+
+
+def test_seed_consistency_is_zero_for_a_still_scene_and_pulls_only_the_current_frame():
+    from mots_ros.training.segmentation import seed_consistency_loss
+
+    previous = torch.rand(2, 6, 10)
+    still = torch.zeros(2, 6, 10, 2)
+    assert float(seed_consistency_loss(previous.clone(), previous, still)) == pytest.approx(0.0, abs=1e-7)
+    current = torch.rand(2, 6, 10, requires_grad=True)
+    loss = seed_consistency_loss(current, previous, still)
+    loss.backward()
+    assert float(loss.detach()) > 0 and current.grad is not None and float(current.grad.abs().sum()) > 0
+
+
+def test_augmented_crops_with_a_previous_frame_and_its_flow(tiny_data):
+    from mots_ros.training.data import AnnotatedDataset
+    from mots_ros.training.segmentation import CropSampler
+
+    config = SegmentationTrainingConfig(data=[str(tiny_data)], out="unused", crop_height=64, crop_width=96,
+                                        scale_range=(0.5, 1.5), centre_jitter=0.25, colour_jitter=0.3,
+                                        seed_consistency_weight=1.0, max_frame_gap=2)
+    dataset = AnnotatedDataset(config.data)
+    sampler = CropSampler(dataset, config, np.random.default_rng(0))
+    crops = [sampler.sample() for _ in range(12)]
+    for crop in crops:
+        assert crop.image.shape == (64, 96, 3) and crop.labels.shape == (64, 96)
+        assert set(np.unique(crop.labels)) <= {0} | {record.track_id for frame in dataset.frames for record in frame.records}
+    paired = [crop for crop in crops if crop.previous_image is not None]
+    assert paired, "no crop found its previous frame"
+    for crop in paired:
+        assert crop.previous_image.shape == (64, 96, 3) and crop.backward_flow.shape == (64, 96, 2)
+    # the published recipe (every option off) has no previous frame and leaves colours alone
+    plain = CropSampler(dataset, SegmentationTrainingConfig(data=[str(tiny_data)], out="unused", crop_height=64, crop_width=96),
+                        np.random.default_rng(0)).sample()
+    assert plain.previous_image is None and plain.backward_flow is None
+
+
+def test_segmentation_training_with_seed_consistency_runs_and_learns(tiny_data, tmp_path):
+    config = SegmentationTrainingConfig(data=[str(tiny_data)], out=str(tmp_path), width=0.25, crop_height=64, crop_width=192,
+                                        batch_size=2, steps=30, lr=2e-3, checkpoint_every=30, threads=2, device="cpu",
+                                        scale_range=(0.8, 1.2), colour_jitter=0.2, seed_consistency_weight=10.0)
+    losses = _losses(train_segmentation(config, progress=False))
+    assert len(losses) == 30 and np.isfinite(losses).all()
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
