@@ -55,10 +55,13 @@ class SegmentationConfig:
                            "model; onnx_instances: the ONNX file")
     class_id: int = _option(1, "KITTI MOTS class id given to every instance (1 car, 2 pedestrian)", choices=(1, 2))
     seed_threshold: float = _option(0.94, "minimum seed score of a cluster centre (spec: 0.94 cars)", low=0.5, high=1.0)
-    min_pixel: int = _option(160, "minimum instance size in pixels (spec: 160 cars)", low=0, high=1_000_000)
+    min_pixel: int = _option(160, "minimum instance size in frame pixels (spec: 160 cars)", low=0, high=1_000_000)
     n_sigma: int = _option(2, "bandwidth channels of the model: 2 (x, y) or 1 (isotropic)", choices=(1, 2))
     input_height: int = _option(0, "fixed network input height (multiple of 8); 0 = the frame padded to a multiple of 8", low=0, high=8192)
     input_width: int = _option(0, "fixed network input width (multiple of 8); 0 = the frame padded to a multiple of 8", low=0, high=8192)
+    input_scale: float = _option(1.0, "spatial_embedding: frames are resized by this factor for the network and the "
+                                 "masks back to full size (0.5 quarters a full-HD frame's cost); 1 = as published",
+                                 low=0.1, high=1.0)
     score_threshold: float = _option(0.25, "onnx_instances: detections scoring below this are dropped", low=0.0, high=1.0)
     mask_threshold: float = _option(0.5, "onnx_instances: mask probability above which a pixel belongs to the instance",
                                     low=0.0, high=1.0)

@@ -177,3 +177,22 @@ def test_the_shipped_car_model_says_what_it_was_trained_on(caplog):
     with caplog.at_level(logging.WARNING):
         MotsPipeline.from_config(preset("car-published"))
     assert "shipped car model, trained on synthetic street scenes only" in caplog.text
+
+
+def test_input_scale_runs_the_network_on_a_smaller_frame_and_returns_full_size_masks():
+    class Recording(PerfectSegmentationNetwork):
+        def run(self, network_input):
+            self.shape = network_input.shape
+            return super().run(network_input)
+
+    full = SpatialEmbeddingSegmenter(PerfectSegmentationNetwork(), SegmentationConfig(min_pixel=20)).segment(blob_frame(0))
+    network = Recording()
+    half = SpatialEmbeddingSegmenter(network, SegmentationConfig(input_scale=0.5, min_pixel=20)).segment(blob_frame(0))
+    assert network.shape[2:] == (-(-HEIGHT // 2 // 8) * 8, -(-WIDTH // 2 // 8) * 8)
+    assert half.labels.shape == full.labels.shape == (HEIGHT, WIDTH)
+    assert half.instance_ids.size == full.instance_ids.size > 0
+    for full_id in full.instance_ids:
+        full_mask = full.labels == full_id
+        best = max(np.logical_and(full_mask, half.labels == i).sum() / np.logical_or(full_mask, half.labels == i).sum()
+                   for i in half.instance_ids)
+        assert best > 0.8

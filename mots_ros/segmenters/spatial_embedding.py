@@ -85,7 +85,7 @@ class SpatialEmbeddingSegmenter:
     @classmethod
     def from_config(cls, config: Config) -> SpatialEmbeddingSegmenter:
         """The configured (or shipped) network on the configured backend."""
-        if config.segmentation.weights == "default":
+        if config.segmentation.weights == "default" and config.segmentation.class_id == 1:
             logger.warning(SHIPPED_CAR_MODEL_WARNING)
         options = {}
         if config.inference.precision == "int8" and config.inference.calibration_images:
@@ -108,7 +108,30 @@ class SpatialEmbeddingSegmenter:
 
     def begin_frame(self, frame: Frame) -> None:
         """Refuses a frame larger than a fixed network input before the pipeline changes any state."""
-        self.input_size(*frame.image_rgb.shape[:2])
+        self.input_size(*self._network_size(*frame.image_rgb.shape[:2]))
+
+    def _network_size(self, height: int, width: int) -> tuple[int, int]:
+        """A frame's size once resized by ``input_scale``."""
+        scale = self.config.input_scale
+        return (height, width) if scale == 1.0 else (max(1, round(height * scale)), max(1, round(width * scale)))
+
+    def _network_image(self, image_rgb: np.ndarray) -> np.ndarray:
+        """The frame as the network sees it: resized by ``input_scale`` (area averaging), or as it is."""
+        height, width = self._network_size(*image_rgb.shape[:2])
+        if (height, width) == image_rgb.shape[:2]:
+            return image_rgb
+        import cv2
+
+        return cv2.resize(image_rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def _full_size(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Clustered labels back at the frame's size (nearest neighbour), when the network saw it resized."""
+        if labels.shape == shape[:2]:
+            return labels
+        import cv2
+
+        return cv2.resize(labels, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
     def predict_raw(self, image_rgb: np.ndarray) -> np.ndarray:
         """``(C, H, W) float32`` raw network output for an ``(H, W, 3) uint8`` RGB frame."""
@@ -128,6 +151,8 @@ class SpatialEmbeddingSegmenter:
         backend has ``run_batch`` (ONNX Runtime, OpenVINO, torch); otherwise one by one. Each frame's
         ``segmentation_network`` time is its batch's forward, which it waited for.
         """
+        shapes = [image.shape for image in images_rgb]
+        images_rgb = [self._network_image(image) for image in images_rgb]
         raws: list[np.ndarray | None] = [None] * len(images_rgb)
         forward_ms = [0.0] * len(images_rgb)
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -153,11 +178,11 @@ class SpatialEmbeddingSegmenter:
             for i in indices:
                 forward_ms[i] = elapsed
         results = []
-        for raw_or_none, network_ms in zip(raws, forward_ms):
+        for raw_or_none, network_ms, shape in zip(raws, forward_ms, shapes):
             assert raw_or_none is not None  # every index is in one size group
             started = time.perf_counter()
             labels, instance_ids, scores = self.cluster(raw_or_none)
-            results.append(Segmentation(labels, instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64),
+            results.append(Segmentation(self._full_size(labels, shape), instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64),
                                         scores, {"segmentation_network": network_ms,
                                                  "clustering": (time.perf_counter() - started) * 1e3}))
         return results
@@ -165,7 +190,9 @@ class SpatialEmbeddingSegmenter:
     def cluster(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, instance_ids, scores)`` of a raw output (spec §3.2)."""
         cfg = self.config
-        labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, cfg.min_pixel, cfg.n_sigma)
+        # min_pixel counts frame pixels; a resized frame has input_scale² as many
+        min_pixel = cfg.min_pixel if cfg.input_scale == 1.0 else round(cfg.min_pixel * cfg.input_scale**2)
+        labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, min_pixel, cfg.n_sigma)
         # Ids still present (later proposals may overwrite earlier ones); bincount beats sorting the map.
         instance_ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=centre_scores.size + 1)[1:]) + 1
         return labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores
@@ -173,9 +200,10 @@ class SpatialEmbeddingSegmenter:
     def segment(self, image_rgb: np.ndarray) -> Segmentation:
         """Instances of an ``(H, W, 3) uint8`` RGB frame, all of class ``config.class_id``."""
         started = time.perf_counter()
-        raw = self.predict_raw(image_rgb)
+        raw = self.predict_raw(self._network_image(image_rgb))
         clustering_started = time.perf_counter()
         labels, instance_ids, scores = self.cluster(raw)
+        labels = self._full_size(labels, image_rgb.shape)
         finished = time.perf_counter()
         return Segmentation(labels, instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64), scores,
                             {"segmentation_network": (clustering_started - started) * 1e3,
