@@ -1,0 +1,106 @@
+"""The full pipeline on one MOTS20 sequence at several clustering settings, scored by TrackEval.
+
+The segmentation network runs once per frame; every setting re-clusters that same output and
+tracks it with its own embeddings and tracker, so the settings differ in clustering alone. Prints
+HOTA, DetA, AssA, sMOTSA, MOTSA, IDS, IDF1 and mask recall and precision at IoU 0.5 (CLEAR's
+matching) per setting, and writes them to JSON.
+
+    python tools/segmentation_sweep.py --data ../shared/data/mots20 --sequence 0009 \
+        --weights se_05/final.pth --seed-thresholds 0.5 0.6 0.7 0.8 0.9 0.94 --out sweep_09.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from mots_ros.backends import create_backend
+from mots_ros.config import preset
+from mots_ros.datasets import MotsRecord, SeqmapEntry, find_sequences, read_image_rgb, write_mots_txt
+from mots_ros.datatypes import Frame
+from mots_ros.offline_tracking import MOTS20_FPS, iterate_frames, result_records, score_results
+from mots_ros.pipeline import MotsPipeline
+from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
+
+COLUMNS = ("HOTA", "DetA", "AssA", "sMOTSA", "MOTSA", "IDS", "IDF1", "recall", "precision")
+
+
+class LastOutput:
+    """A backend that remembers its last input and output: the settings of one frame share one forward."""
+
+    def __init__(self, backend):
+        self.backend, self.name, self.fixed_input_size = backend, backend.name, backend.fixed_input_size
+        self._last: tuple[bytes, np.ndarray] | None = None
+
+    def run(self, network_input: np.ndarray) -> np.ndarray:
+        key = network_input.tobytes()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.backend.run(network_input))
+        return self._last[1]
+
+
+def with_rates(scores: dict[str, float]) -> dict[str, float]:
+    """TrackEval's scores plus mask recall and precision (CLEAR's matches at IoU 0.5), in %."""
+    true_positives = scores["TP"]
+    return {**scores, "recall": 100.0 * true_positives / max(1, true_positives + scores["FN"]),
+            "precision": 100.0 * true_positives / max(1, true_positives + scores["FP"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="MOTS20 folder")
+    parser.add_argument("--sequence", required=True, help="sequence name, e.g. 0005")
+    parser.add_argument("--weights", required=True, help="segmentation checkpoint")
+    parser.add_argument("--preset", default="pedestrian", help="tracking preset")
+    parser.add_argument("--seed-thresholds", type=float, nargs="+", default=[0.94])
+    parser.add_argument("--min-pixels", type=int, nargs="+", default=[160])
+    parser.add_argument("--first", type=int, help="first frame number (default: the sequence's first)")
+    parser.add_argument("--last", type=int, help="last frame number (default: the sequence's last)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another config change")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file; the tracks go beside it")
+    args = parser.parse_args()
+
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    base = preset(args.preset).replace(**{"segmentation.weights": args.weights, **overrides})
+    network = LastOutput(create_backend("segmentation", base))
+    sequence = next(s for s in find_sequences(args.data) if s.name == args.sequence)
+    frames = list(iterate_frames(sequence.image_dir, args.first, args.last))
+    settings = [(t, m) for t in args.seed_thresholds for m in args.min_pixels]
+    pipelines = []
+    for threshold, min_pixel in settings:
+        config = base.replace(**{"segmentation.seed_threshold": threshold, "segmentation.min_pixel": min_pixel})
+        pipelines.append(MotsPipeline.from_config(config, segmenter=SpatialEmbeddingSegmenter(network, config.segmentation)))
+
+    # Frame by frame across all settings, so each network output is reused while it is cached.
+    fps = MOTS20_FPS.get(args.sequence, 10.0)
+    records: list[list[MotsRecord]] = [[] for _ in settings]
+    for pipeline in pipelines:
+        pipeline.reset(restart_ids=True)
+    for frame, path in tqdm(frames, unit="frame", desc=f"{args.sequence}, {len(settings)} settings"):
+        image = read_image_rgb(path)
+        stamp_ns = int(round((frame - frames[0][0]) * 1e9 / fps))
+        for pipeline, out in zip(pipelines, records):
+            out.extend(result_records(pipeline.process(Frame(image, stamp_ns=stamp_ns, frame_index=frame)), frame))
+
+    results = {}
+    for (threshold, min_pixel), sequence_records in zip(settings, records):
+        out_dir = args.out.parent / f"{args.out.stem}_t{threshold:g}_m{min_pixel}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_mots_txt(out_dir / f"{args.sequence}.txt", sequence_records)
+        entry = SeqmapEntry(args.sequence, frames[0][0], frames[-1][0])
+        scores = with_rates(score_results(args.data, out_dir, [entry]).combined("pedestrian"))
+        results[f"{threshold:g}/{min_pixel}"] = {"seed_threshold": threshold, "min_pixel": min_pixel,
+                                                 **{k: float(scores[k]) for k in COLUMNS}}
+        print(f"seed {threshold:<5g} min_pixel {min_pixel:<5d} " + "  ".join(f"{k} {scores[k]:.2f}" for k in COLUMNS), flush=True)
+    args.out.write_text(json.dumps({"sequence": args.sequence, "weights": args.weights, "preset": args.preset,
+                                    "overrides": overrides, "results": results}, indent=2))
+
+
+
+if __name__ == "__main__":
+    main()
