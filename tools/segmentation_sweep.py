@@ -3,7 +3,8 @@
 The segmentation network runs once per frame; every setting re-clusters that same output and
 tracks it with its own embeddings and tracker, so the settings differ in clustering alone. Prints
 HOTA, DetA, AssA, sMOTSA, MOTSA, IDS, IDF1 and mask recall and precision at IoU 0.5 (CLEAR's
-matching) per setting, and writes them to JSON.
+matching) per setting, and writes them to JSON. It also reports how many annotated people hold a
+seed score of at least each threshold anywhere in their mask: the recall clustering could reach.
 
     python tools/segmentation_sweep.py --data ../shared/data/mots20 --sequence 0009 \
         --weights se_05/final.pth --seed-thresholds 0.5 0.6 0.7 0.8 0.9 0.94 --out sweep_09.json
@@ -21,8 +22,10 @@ from tqdm import tqdm
 
 from mots_ros.backends import create_backend
 from mots_ros.config import preset
-from mots_ros.datasets import MotsRecord, SeqmapEntry, find_sequences, read_image_rgb, write_mots_txt
+from mots_ros.datasets import (MotsRecord, SeqmapEntry, find_sequences, read_annotations, read_image_rgb, records_by_frame,
+                               write_mots_txt)
 from mots_ros.datatypes import Frame
+from mots_ros.masks import decode_rle
 from mots_ros.offline_tracking import MOTS20_FPS, iterate_frames, result_records, score_results
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
@@ -37,6 +40,11 @@ class LastOutput:
         self.backend, self.name, self.fixed_input_size = backend, backend.name, backend.fixed_input_size
         self._last: tuple[bytes, np.ndarray] | None = None
 
+    @property
+    def last_output(self) -> np.ndarray:
+        assert self._last is not None
+        return self._last[1]
+
     def run(self, network_input: np.ndarray) -> np.ndarray:
         key = network_input.tobytes()
         if self._last is None or self._last[0] != key:
@@ -49,6 +57,27 @@ def with_rates(scores: dict[str, float]) -> dict[str, float]:
     true_positives = scores["TP"]
     return {**scores, "recall": 100.0 * true_positives / max(1, true_positives + scores["FN"]),
             "precision": 100.0 * true_positives / max(1, true_positives + scores["FP"])}
+
+
+def peak_seed_scores(raw: np.ndarray, frame_shape: tuple[int, ...], annotated) -> list[tuple[float, int]]:
+    """``(highest seed score in the mask, mask height in px)`` of each annotated person of a frame."""
+    import cv2
+
+    height, width = frame_shape[:2]
+    scale_rows, scale_cols = raw.shape[2] / height, raw.shape[3] / width
+    network_rows, network_cols = round(height * min(scale_rows, scale_cols)), round(width * min(scale_rows, scale_cols))
+    seed = 1.0 / (1.0 + np.exp(-raw[0, -1, :network_rows, :network_cols].astype(np.float64)))
+    if seed.shape != (height, width):
+        seed = cv2.resize(seed, (width, height), interpolation=cv2.INTER_LINEAR)
+    peaks = []
+    for record in annotated:
+        if record.is_ignore or record.track_id // 1000 != 2:
+            continue
+        mask = decode_rle(record.rle).astype(bool)
+        rows = np.flatnonzero(mask.any(1))
+        if rows.size:
+            peaks.append((float(seed[mask].max()), int(rows[-1] - rows[0] + 1)))
+    return peaks
 
 
 def main() -> None:
@@ -81,11 +110,14 @@ def main() -> None:
     records: list[list[MotsRecord]] = [[] for _ in settings]
     for pipeline in pipelines:
         pipeline.reset(restart_ids=True)
+    annotations = records_by_frame(read_annotations(sequence))
+    peak_seeds: list[tuple[float, int]] = []  # per annotated person: best seed score in the mask, mask height
     for frame, path in tqdm(frames, unit="frame", desc=f"{args.sequence}, {len(settings)} settings"):
         image = read_image_rgb(path)
         stamp_ns = int(round((frame - frames[0][0]) * 1e9 / fps))
         for pipeline, out in zip(pipelines, records):
             out.extend(result_records(pipeline.process(Frame(image, stamp_ns=stamp_ns, frame_index=frame)), frame))
+        peak_seeds += peak_seed_scores(network.last_output, image.shape, annotations.get(frame, ()))
 
     results = {}
     for (threshold, min_pixel), sequence_records in zip(settings, records):
@@ -97,8 +129,17 @@ def main() -> None:
         results[f"{threshold:g}/{min_pixel}"] = {"seed_threshold": threshold, "min_pixel": min_pixel,
                                                  **{k: float(scores[k]) for k in COLUMNS}}
         print(f"seed {threshold:<5g} min_pixel {min_pixel:<5d} " + "  ".join(f"{k} {scores[k]:.2f}" for k in COLUMNS), flush=True)
+    reachable = {}
+    for threshold in sorted({*args.seed_thresholds, 0.5, 0.7, 0.9, 0.94}):
+        row = {}
+        for name, low, high in (("all", 0, 10**6), ("under 100 px tall", 0, 100), ("100 px tall or more", 100, 10**6)):
+            chosen = [peak for peak, tall in peak_seeds if low <= tall < high]
+            row[name] = {"people": len(chosen), "reaching": 100.0 * float(np.mean([p >= threshold for p in chosen])) if chosen else 0.0}
+        reachable[f"{threshold:g}"] = row
+        print(f"people with a seed >= {threshold:g} in their mask: " +
+              "  ".join(f"{name} {v['reaching']:.1f}% of {v['people']}" for name, v in row.items()))
     args.out.write_text(json.dumps({"sequence": args.sequence, "weights": args.weights, "preset": args.preset,
-                                    "overrides": overrides, "results": results}, indent=2))
+                                    "overrides": overrides, "results": results, "seed_reached": reachable}, indent=2))
 
 
 
