@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 #: Shipped default models (file stems), by network and class name.
 DEFAULT_MODELS = {
     ("segmentation", "car"): "spatial_embedding_car_lite",
+    ("segmentation", "pedestrian"): "spatial_embedding_pedestrian_lite",
     ("embedding", "car"): "pointtrack_car",
     ("embedding", "pedestrian"): "pointtrack_pedestrian",
 }

@@ -13,8 +13,9 @@ from mots_ros.segmentation import SpatialEmbeddingNet
 def test_shipped_defaults_are_found_by_network_and_class():
     assert default_model_path("embedding", 2).name == f"{DEFAULT_MODELS[('embedding', 'pedestrian')]}.pth"
     assert model_file(preset("car-published"), "segmentation", "onnx").suffix == ".onnx"
-    with pytest.raises(ConfigError, match="no shipped segmentation model for class 'pedestrian'; set segmentation.weights"):
-        model_file(preset("pedestrian-published"), "segmentation", "checkpoint")
+    assert model_file(preset("pedestrian"), "segmentation", "checkpoint").name == "spatial_embedding_pedestrian_lite.pth"
+    with pytest.raises(ConfigError, match="no shipped segmentation model for class '3'; set segmentation.weights"):
+        default_model_path("segmentation", 3)
 
 
 def test_users_files_are_checked_and_a_checkpoint_is_exported_once(tmp_path):

@@ -1,7 +1,7 @@
 """Turns trained checkpoints into the shipped default models (maintainers only).
 
-    python tools/package_models.py --segmentation se/final.pth --car-embedding car.pth \
-        --pedestrian-embedding ped.pth --out models/
+    python tools/package_models.py --segmentation se/final.pth --pedestrian-segmentation se_ped/final.pth \
+        --car-embedding car.pth --pedestrian-embedding ped.pth --out models/
 
 For each network it writes ``<name>.pth`` (official wrapper format, weights stored as float16 to
 keep the repository small; loading casts them back to float32) and ``<name>.onnx`` exported from
@@ -60,6 +60,7 @@ def package_embedding(checkpoint: Path, out: Path, class_name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--segmentation", type=Path, help="car SpatialEmbedding checkpoint")
+    parser.add_argument("--pedestrian-segmentation", type=Path, help="pedestrian SpatialEmbedding checkpoint")
     parser.add_argument("--car-embedding", type=Path, help="calibrated car PointTrack checkpoint")
     parser.add_argument("--pedestrian-embedding", type=Path, help="calibrated pedestrian PointTrack checkpoint")
     parser.add_argument("--out", type=Path, default=Path("models"))
@@ -67,6 +68,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.segmentation:
         package_segmentation(args.segmentation, args.out)
+    if args.pedestrian_segmentation:
+        package_segmentation(args.pedestrian_segmentation, args.out, "pedestrian")
     if args.car_embedding:
         package_embedding(args.car_embedding, args.out, "car")
     if args.pedestrian_embedding:
