@@ -26,7 +26,7 @@ from mots_ros.datasets import (MotsRecord, SeqmapEntry, find_sequences, read_ann
                                write_mots_txt)
 from mots_ros.datatypes import Frame
 from mots_ros.masks import decode_rle
-from mots_ros.offline_tracking import MOTS20_FPS, iterate_frames, result_records, score_results
+from mots_ros.offline_tracking import iterate_frames, result_records, score_results
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
 
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--preset", default="pedestrian", help="tracking preset")
     parser.add_argument("--seed-thresholds", type=float, nargs="+", default=[0.94])
     parser.add_argument("--min-pixels", type=int, nargs="+", default=[160])
+    parser.add_argument("--fps", type=float, default=10.0, help="frame rate for stamps (default 10, as mots-ros track)")
     parser.add_argument("--first", type=int, help="first frame number (default: the sequence's first)")
     parser.add_argument("--last", type=int, help="last frame number (default: the sequence's last)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another config change")
@@ -106,7 +107,7 @@ def main() -> None:
         pipelines.append(MotsPipeline.from_config(config, segmenter=SpatialEmbeddingSegmenter(network, config.segmentation)))
 
     # Frame by frame across all settings, so each network output is reused while it is cached.
-    fps = MOTS20_FPS.get(args.sequence, 10.0)
+    fps = args.fps
     records: list[list[MotsRecord]] = [[] for _ in settings]
     for pipeline in pipelines:
         pipeline.reset(restart_ids=True)
