@@ -56,3 +56,17 @@ def test_flop_count_of_known_layers():
     assert network_gflop(model, torch.zeros(1, 3, 8, 8).numpy()) * 1e9 == pytest.approx(expected)
     transposed = torch.nn.ConvTranspose2d(2, 3, 2, stride=2)  # each of 5x5 input pixels: 2x3 channels x 4 taps
     assert network_gflop(transposed, torch.zeros(1, 2, 5, 5).numpy()) * 1e9 == pytest.approx(2 * 25 * 2 * 3 * 4)
+
+
+def test_a_slow_matmul_probe_is_called_twice_and_not_tried_larger(monkeypatch):
+    """An emulated precision (e.g. bf16 without AVX-512-BF16) must not cost repeated large products."""
+    import mots_ros.benchmark as benchmark
+
+    calls = []
+    real_mm = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: calls.append(a.shape[0]) or real_mm(a, b))
+    monkeypatch.setattr(benchmark, "SLOW_PROBE_CALL_S", 0.0)  # every probe counts as slow
+    monkeypatch.setattr(benchmark, "time_call", lambda *a, **k: pytest.fail("a slow probe was repeated"))
+    peaks = benchmark.matmul_peak_gflops(1, sizes=(128, 64))
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    assert calls == [64, 64, 64, 64]  # fp32 and bf16 twice each at the smallest size, never at 128
