@@ -176,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             foreground_weight=args.foreground_weight, freeze_bn=args.freeze_bn, init=args.init, resume=args.resume,
             seed=args.seed, threads=args.threads or 0, scale_range=tuple(args.scale_range), centre_jitter=args.centre_jitter,
             colour_jitter=args.colour_jitter, seed_consistency_weight=args.seed_consistency, max_frame_gap=args.max_frame_gap,
+            average_from=args.average_from,
         )
         path = train_segmentation(config)
     else:
@@ -187,6 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
             parts=args.parts, diversity_weight=args.diversity_weight, augment=args.augment,
             held_out_identities=args.held_out_identities, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
+            average_from=args.average_from,
         )
         path = train_embedding(config)
     print(f"checkpoint written to {path}")
@@ -443,6 +445,9 @@ def _add_train_command(sub) -> None:
     train.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
     train.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the sampling")
     train.add_argument("--threads", type=int, help="CPU threads")
+    train.add_argument("--average-from", type=float, default=0.0, metavar="FRACTION",
+                       help="also write final_average.pth, the weights averaged over every step after this share of "
+                            "the steps (stochastic weight averaging; 0: off)")
     segmentation = train.add_argument_group("segmentation")
     segmentation.add_argument("--width", type=float, default=0.5, help="channel width multiplier")
     segmentation.add_argument("--crop", type=int, nargs=2, default=(160, 640), metavar=("H", "W"), help="training crop size")

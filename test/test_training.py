@@ -52,6 +52,39 @@ def test_embedding_loss_goes_down_and_training_resumes(tiny_data, tmp_path):
     assert read_checkpoint(train_embedding(config, progress=False))[1]["epoch"] == 34
 
 
+def test_weight_average_is_the_mean_of_the_states_it_was_given():
+    from mots_ros.training.run import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model)
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                tensor.fill_(value if tensor.is_floating_point() else int(value))
+        average.update(model)
+    state = average.model.state_dict()
+    assert average.count == 3 and torch.equal(state["0.weight"], torch.full((2, 2), 3.0))
+    assert torch.equal(state["1.running_var"], torch.full((2,), 3.0))
+    assert int(state["1.num_batches_tracked"]) == 6  # counters are taken as they are, not averaged
+
+
+def test_embedding_training_writes_the_average_of_its_last_steps_and_resumes_it(tiny_data, tmp_path):
+    config = EmbeddingTrainingConfig(data=[str(tiny_data)], out=str(tmp_path), steps=8, instances_per_step=6,
+                                     foreground_points=64, environment_points=32, threads=2, device="cpu",
+                                     checkpoint_every=4, average_from=0.5)
+    final = train_embedding(config, progress=False)
+    averaged = final.with_name("final_average.pth")
+    state, metadata = read_checkpoint(averaged)
+    assert metadata["averaged_steps"] == 4 and metadata["mots_ros"]["model"] == "PointTrackNet"
+    last_state = read_checkpoint(final)[0]
+    assert any(not torch.equal(state[k], last_state[k]) for k in state)
+    config.steps, config.resume = 12, True  # the average so far is resumed and the 4 new steps join it
+    assert read_checkpoint(train_embedding(config, progress=False).with_name("final_average.pth"))[1]["averaged_steps"] == 8
+    with pytest.raises(ValueError, match="average_from"):
+        train_embedding(EmbeddingTrainingConfig(data=[str(tiny_data)], out=str(tmp_path / "bad"), average_from=1.5),
+                        progress=False)
+
+
 def test_lovasz_hinge_prefers_correct_logits():
     labels = torch.tensor([1, 1, 0, 0])
     assert lovasz_hinge(torch.tensor([5.0, 5.0, -5.0, -5.0]), labels) == 0
