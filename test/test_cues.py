@@ -89,3 +89,41 @@ def test_a_protocol_only_cue_without_hooks_works():
 def test_frame_context_defaults_to_nothing_but_the_serial():
     context = FrameContext(3)
     assert (context.image_rgb, context.previous_image_rgb, context.flow, context.frame_index) == (None, None, None, None)
+
+
+def people(embeddings):
+    """One frame's detections: one non-overlapping instance per embedding."""
+    return [Instance(rle=instance(10 * k).rle, bbox=(10 * k, 5, 10 * k + 9, 14), class_id=2, score=1.0,
+                     embedding=np.asarray(e, np.float32)) for k, e in enumerate(embeddings)]
+
+
+def test_negative_median_rescales_distances_by_the_median_between_people_of_one_frame():
+    cue = EmbeddingCue(weight=1.0, offset=5.0, negative_median=2.0)
+    tracks = Tracker(TrackerConfig(cues={"embedding": {"weight": 1.0, "offset": 5.0}}))
+    tracks.update(people([[0.0, 0.0], [10.0, 0.0], [0.0, 4.0]]), stamp_ns=0)
+    # pairwise distances 10, 4 and sqrt(116) = 10.77: median 10, so distances are multiplied by 2 / 10
+    frame = people([[0.0, 0.0], [10.0, 0.0], [0.0, 4.0]])
+    similarity = cue.similarity(frame, tracks.tracks, FrameContext(2))
+    plain = EmbeddingCue(weight=1.0, offset=5.0).similarity(frame, tracks.tracks, FrameContext(2))
+    np.testing.assert_allclose(5.0 - similarity, (5.0 - plain) * 0.2)
+    assert np.all(np.diag(similarity) == 5.0)
+
+
+def test_with_negative_median_the_network_output_scale_cancels():
+    rng = np.random.default_rng(3)
+    identities = rng.normal(0, 1.0, (6, 32))
+    frames = [identities[rng.permutation(6)[:4]] + rng.normal(0, 0.35, (4, 32)) for _ in range(12)]
+
+    def track(scale, **options):
+        tracker = Tracker(TrackerConfig(threshold=0.0, cues={"embedding": {"weight": 1.0, "offset": 3.0, **options}}))
+        return [[t.track_id for t in tracker.update(people(frame * scale), stamp_ns=k)] for k, frame in enumerate(frames)]
+
+    assert track(1.0, negative_median=6.0) == track(7.0, negative_median=6.0)
+    assert track(1.0) != track(7.0)  # without it, the scale decides what matches
+
+
+def test_negative_median_options_are_checked():
+    with pytest.raises(ValueError, match="negative_median must be a finite number >= 0, got -1"):
+        EmbeddingCue(weight=1.0, offset=1.0, negative_median=-1.0)
+    with pytest.raises(ValueError, match="negative_window must be at least 3, got 2"):
+        EmbeddingCue(weight=1.0, offset=1.0, negative_median=1.0, negative_window=2)

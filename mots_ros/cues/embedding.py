@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,20 +27,32 @@ class EmbeddingCue(Cue):
     (``median`` or ``trimmed``: the mean of the closest half, rounded up) lets occluded parts count less.
     32-d vectors give the published distance exactly.
 
+    With ``negative_median`` > 0 the distance adapts to the video: the detections of one frame are
+    different people, so the median distance between them (over the last ``negative_window``
+    such pairs) measures how far apart this camera's people look to the network. Every distance
+    is multiplied by ``negative_median / that median``, so on video where the network's distances
+    shrink or grow as a whole (smaller people, another camera) the published constants keep their
+    meaning. Until ``MIN_NEGATIVE_PAIRS`` pairs are seen the factor is 1. The result does not
+    depend on the network's output scale at all (a calibrated scale cancels).
+
     Args:
         weight: α (spec §7.1: 1.0090931467228708 cars, 1.3437965549876354 pedestrians).
         offset: β (spec §7.1: 8.810218833503743 cars, 9.447084376750222 pedestrians).
         ema: weight of the track's old embedding at each match, in [0, 1); 0 = the last one only.
         part_weight: share of the part distance, in [0, 1] (part networks only).
         part_statistic: ``median``, ``trimmed`` or ``mean`` over the parts' distances.
+        negative_median: the median distance between different people in one frame that distances
+            are rescaled to; 0 = off (published).
+        negative_window: how many recent within-frame pairs the median is taken over.
     """
 
     name = "embedding"
     needs_embeddings = True
     global_dim = 32
+    MIN_NEGATIVE_PAIRS = 3
 
     def __init__(self, weight: float, offset: float, ema: float = 0.0, part_weight: float = 0.5,
-                 part_statistic: str = "median") -> None:
+                 part_statistic: str = "median", negative_median: float = 0.0, negative_window: int = 2000) -> None:
         super().__init__(weight)
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
@@ -47,6 +60,13 @@ class EmbeddingCue(Cue):
             raise ValueError(f"part_weight must be in [0, 1], got {part_weight}")
         if part_statistic not in ("median", "trimmed", "mean"):
             raise ValueError(f"part_statistic must be median, trimmed or mean, got {part_statistic!r}")
+        if not (np.isfinite(negative_median) and negative_median >= 0.0):
+            raise ValueError(f"negative_median must be a finite number >= 0, got {negative_median}")
+        if int(negative_window) < self.MIN_NEGATIVE_PAIRS:
+            raise ValueError(f"negative_window must be at least {self.MIN_NEGATIVE_PAIRS}, got {negative_window}")
+        self.negative_median = float(negative_median)
+        # Kept across tracker resets: they describe the camera, not the tracks.
+        self._negative_distances: deque[float] = deque(maxlen=int(negative_window))
         self.offset = float(offset)
         self.ema = float(ema)
         self.part_weight = float(part_weight)
@@ -69,12 +89,16 @@ class EmbeddingCue(Cue):
         det = np.stack([d.embedding for d in detections]).astype(np.float64)
         trk = np.stack([t.cue_state.get(self.name, t.embedding) if self.ema else t.embedding
                         for t in tracks]).astype(np.float64)
-        dim = det.shape[1]
+        factor = self._video_factor(det) if self.negative_median else 1.0
+        return self.offset - factor * self.distance(det, trk)
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``(len(a), len(b))`` distances between embeddings, as the class docstring defines them."""
+        dim = a.shape[1]
         if dim <= self.global_dim or dim % self.global_dim:
-            distance = np.sqrt(np.maximum(((det[:, None, :] - trk[None, :, :]) ** 2).sum(-1), 0.0))
-            return self.offset - distance
-        # Global embedding first, then the parts: (D, T, 1 + P) distances.
-        difference = (det[:, None, :] - trk[None, :, :]).reshape(len(det), len(trk), -1, self.global_dim)
+            return np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1), 0.0))
+        # Global embedding first, then the parts: (A, B, 1 + P) distances.
+        difference = (a[:, None, :] - b[None, :, :]).reshape(len(a), len(b), -1, self.global_dim)
         distances = np.sqrt((difference**2).sum(-1))
         parts = distances[..., 1:]
         if self.part_statistic == "median":
@@ -84,4 +108,14 @@ class EmbeddingCue(Cue):
             part_distance = closest.mean(-1)
         else:
             part_distance = parts.mean(-1)
-        return self.offset - ((1 - self.part_weight) * distances[..., 0] + self.part_weight * part_distance)
+        return (1 - self.part_weight) * distances[..., 0] + self.part_weight * part_distance
+
+    def _video_factor(self, det: np.ndarray) -> float:
+        """Adds this frame's pairs of detections to the window; ``negative_median / median`` of it."""
+        if len(det) > 1:
+            upper = np.triu_indices(len(det), k=1)
+            self._negative_distances.extend(self.distance(det, det)[upper].tolist())
+        if len(self._negative_distances) < self.MIN_NEGATIVE_PAIRS:
+            return 1.0
+        median = float(np.median(np.fromiter(self._negative_distances, np.float64)))
+        return self.negative_median / median if median > 0 else 1.0
