@@ -24,6 +24,7 @@ import json
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,16 @@ FPS = {name: MOTS20_FPS[name] for name in ("0005", "0009")}  # the sequences in 
 METRICS = ("HOTA", "AssA", "DetA", "IDS", "IDF1")
 
 
-def cache(data: Path, cache_dir: Path, dis_preset: str) -> None:
-    """Step 1: instances with embeddings, and DIS flow, per frame of each sequence."""
+def cache(data: Path, cache_dir: Path, dis_preset: str, embedding_weights: str = "default",
+          flow_cache: Path | None = None) -> None:
+    """Step 1: instances with embeddings, and DIS flow, per frame of each sequence.
+
+    ``embedding_weights`` picks the embedding network; ``flow_cache`` is a folder whose flow files
+    are reused (linked) instead of computing DIS again, since flow does not depend on the network.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    config = preset("pedestrian-published").replace(**{"segmentation.kind": "ground_truth", "flow.source": "none"})
+    config = preset("pedestrian-published").replace(**{"segmentation.kind": "ground_truth", "flow.source": "none",
+                                                       "embedding.weights": embedding_weights})
     pipeline = MotsPipeline.from_config(config)
     for sequence in find_sequences(data):
         if sequence.name not in FPS:
@@ -62,27 +69,39 @@ def cache(data: Path, cache_dir: Path, dis_preset: str) -> None:
         pipeline.segmenter.use_annotations(records_by_frame(read_annotations(sequence)))
         frames = list_frames(sequence.image_dir)
         height, width = read_image_rgb(frames[0][1]).shape[:2]
-        flows = np.lib.format.open_memmap(cache_dir / f"{sequence.name}_flow_{dis_preset}.npy", mode="w+",
-                                          dtype=np.float16, shape=(len(frames), height, width, 2))
+        flow_name = f"{sequence.name}_flow_{dis_preset}.npy"
+        reused = flow_cache is not None and (flow_cache / flow_name).is_file()
+        if reused:
+            assert flow_cache is not None
+            (cache_dir / flow_name).unlink(missing_ok=True)
+            (cache_dir / flow_name).symlink_to((flow_cache / flow_name).resolve())
+        flows = None if reused else np.lib.format.open_memmap(cache_dir / flow_name, mode="w+", dtype=np.float16,
+                                                              shape=(len(frames), height, width, 2))
         dis = DisFlow(dis_preset)
         per_frame: list[tuple[int, int, list[Instance]]] = []
 
-        def keep(frame: int, image: np.ndarray, result: FrameResult, dis: DisFlow = dis, flows: np.ndarray = flows,
+        def keep(frame: int, image: np.ndarray, result: FrameResult, dis: DisFlow = dis, flows: np.ndarray | None = flows,
                  per_frame: list = per_frame) -> None:
             per_frame.append((frame, result.stamp_ns, [t.instance for t in result.instances]))
-            flow = dis.next_flow(image)
-            if flow is not None:
+            flow = dis.next_flow(image) if flows is not None else None
+            if flow is not None and flows is not None:
                 flows[len(per_frame) - 1] = flow.astype(np.float16)
 
         track_sequence(pipeline, frames, fps=FPS[sequence.name], on_result=keep)
-        flows.flush()
+        if flows is not None:
+            flows.flush()
         with open(cache_dir / f"{sequence.name}_instances.pkl", "wb") as file:
             pickle.dump({"frames": per_frame, "image_dir": str(sequence.image_dir)}, file)
         print(f"{sequence.name}: {len(frames)} frames cached in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def replay(cache_dir: Path, sequence: str, config: Config, dis_preset: str) -> list[MotsRecord]:
-    """Step 2 for one sequence: the cached frames through a real Tracker built from ``config``."""
+def replay(cache_dir: Path, sequence: str, config: Config, dis_preset: str, *, embedding_scale: float = 1.0,
+           frame_range: tuple[int, int] | None = None) -> list[MotsRecord]:
+    """Step 2 for one sequence: the cached frames through a real Tracker built from ``config``.
+
+    ``embedding_scale`` multiplies every embedding (as calibration folds a scale into the
+    network); ``frame_range`` (inclusive) tracks only those frames.
+    """
     with open(cache_dir / f"{sequence}_instances.pkl", "rb") as file:
         cached = pickle.load(file)
     flows = np.load(cache_dir / f"{sequence}_flow_{dis_preset}.npy", mmap_mode="r")
@@ -92,6 +111,10 @@ def replay(cache_dir: Path, sequence: str, config: Config, dis_preset: str) -> l
     image_paths = dict(list_frames(cached["image_dir"])) if needs_image else {}
     records = []
     for position, (frame, stamp_ns, instances) in enumerate(cached["frames"]):
+        if frame_range is not None and not frame_range[0] <= frame <= frame_range[1]:
+            continue
+        if embedding_scale != 1.0:
+            instances = [replace(i, embedding=i.embedding * embedding_scale) for i in instances]
         flow = np.asarray(flows[position], np.float32) if use_flow and position > 0 else None
         image = read_image_rgb(image_paths[frame]) if needs_image else None
         for tracked in tracker.update(instances, stamp_ns=stamp_ns, frame_index=frame, flow=flow, image_rgb=image):
@@ -177,9 +200,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/assoc_study"))
     parser.add_argument("--dis-preset", default="fast")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--embedding-weights", default="default", help="cache: the embedding checkpoint")
+    parser.add_argument("--flow-cache", type=Path, help="cache: reuse the DIS flow files of this cache folder")
     args = parser.parse_args()
     if args.step == "cache":
-        cache(args.data, args.cache, args.dis_preset)
+        cache(args.data, args.cache, args.dis_preset, args.embedding_weights, args.flow_cache)
     elif args.step == "run":
         run(args.data, args.cache, args.grid, args.out, args.dis_preset, args.workers)
     else:
