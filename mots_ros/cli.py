@@ -330,7 +330,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from mots_ros.config import load_config
     from mots_ros.pipeline import MotsPipeline
-    from mots_ros.training.calibration import calibrate_scale, collect_instances, fold_scale, scale_grid
+    from mots_ros.training.calibration import calibrate_negative_median, calibrate_scale, collect_instances, fold_scale, scale_grid
 
     if not args.init or len(args.data) != 1 or not args.sequences:
         raise MotsError("train calibrate needs --init CHECKPOINT, one --data folder and --sequences")
@@ -343,17 +343,21 @@ def _calibrate(args: argparse.Namespace) -> int:
         config = config.replace(**_set_overrides(args.set))
     collected = collect_instances(MotsPipeline.from_config(config), args.data[0], args.sequences, args.fps,
                                   args.held_out_identities)
-    scale, table = calibrate_scale(collected, args.data[0], config, scale_grid(args.steps_per_octave))
-    print(f"{'scale':>6} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
-    for value, scores in table:
-        print(f"{value:>6.2f} {scores['AssA']:>7.2f} {scores['IDF1']:>7.2f} {scores['IDS']:>5d}")
+    fit = calibrate_negative_median if args.fit == "negative_median" else calibrate_scale
+    value, table = fit(collected, args.data[0], config, scale_grid(args.steps_per_octave))
+    print(f"{args.fit:>15} {'AssA':>7} {'IDF1':>7} {'IDS':>5}")
+    for candidate, scores in table:
+        print(f"{candidate:>15.3f} {scores['AssA']:>7.2f} {scores['IDF1']:>7.2f} {scores['IDS']:>5d}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fold_scale(Path(args.init), args.out, scale, {"calibration": {"sequences": args.sequences, "preset": args.preset,
-                                                                  "held_out_identities": args.held_out_identities,
-                                                                  "scored_with": preset, "overrides": args.set,
-                                                                  "steps_per_octave": args.steps_per_octave,
-                                                                  "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}})
-    print(f"scale {scale:g} folded into {args.out}")
+    record = {"sequences": args.sequences, "preset": args.preset, "held_out_identities": args.held_out_identities,
+              "scored_with": preset, "overrides": args.set, "steps_per_octave": args.steps_per_octave, "fit": args.fit,
+              "table": [[v, s["AssA"], s["IDF1"]] for v, s in table]}
+    if args.fit == "negative_median":  # the weights stay as they are; the constant goes in the params
+        fold_scale(Path(args.init), args.out, 1.0, {"calibration": record, "negative_median": value})
+        print(f"negative_median {value:.4g} (set tracker.cues.embedding.negative_median); recorded in {args.out}")
+    else:
+        fold_scale(Path(args.init), args.out, value, {"calibration": record})
+        print(f"scale {value:g} folded into {args.out}")
     return 0
 
 
@@ -484,6 +488,9 @@ def _add_train_command(sub) -> None:
     calibration.add_argument("--score-with", choices=("published", "measured"), default="published",
                              help="track the candidates with the class's *-published preset (the paper's constants) "
                                   "or its measured preset (car / pedestrian), always without optical flow")
+    calibration.add_argument("--fit", choices=("scale", "negative_median"), default="scale",
+                             help="scale: one factor folded into the network's last layer; negative_median: the "
+                                  "embedding cue's per-video reference distance (recorded, weights unchanged)")
     calibration.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="and with this config change, e.g. "
                                   "--set tracker.cues.mask_iou.weight=0 (repeatable)")

@@ -127,3 +127,17 @@ def test_negative_median_options_are_checked():
         EmbeddingCue(weight=1.0, offset=1.0, negative_median=-1.0)
     with pytest.raises(ValueError, match="negative_window must be at least 3, got 2"):
         EmbeddingCue(weight=1.0, offset=1.0, negative_median=1.0, negative_window=2)
+
+
+def test_a_gallery_matches_a_detection_that_looks_like_any_recent_view_of_the_track():
+    other = [0.0, 8.0]
+    turning = [[0.0, 0.0], [0.9, 0.0], [1.8, 0.0], [0.1, 0.0]]  # a person turns step by step, then turns back
+
+    def ids(**options):
+        tracker = Tracker(TrackerConfig(threshold=0.0, cues={"embedding": {"weight": 1.0, "offset": 1.0, **options}}))
+        return [[t.track_id for t in tracker.update(people([view, other]), stamp_ns=k)][0] for k, view in enumerate(turning)]
+
+    assert ids(gallery=3) == [1, 1, 1, 1]
+    assert ids() == [1, 1, 1, 3]  # the last view only: turning back looks like someone new
+    with pytest.raises(ValueError, match="gallery must be >= 0 and is not used with ema"):
+        EmbeddingCue(weight=1.0, offset=1.0, gallery=3, ema=0.5)

@@ -176,6 +176,27 @@ def test_scale_grids_nest_and_calibration_scores_under_the_given_settings(tiny_d
     assert not (tmp_path / "never.pth").exists()
 
 
+def test_negative_median_is_fitted_on_the_grid_times_the_within_frame_median_and_recorded(tiny_data, tmp_path):
+    from mots_ros.cli import main
+    from mots_ros.config import preset
+    from mots_ros.pipeline import MotsPipeline
+    from mots_ros.training.calibration import collect_instances, scale_grid, within_frame_median
+
+    out = tmp_path / "reference.pth"
+    assert main(["train", "calibrate", "--fit", "negative_median", "--init", "models/pointtrack_car.pth", "--data",
+                 str(tiny_data), "--sequences", "0000", "--preset", "car", "--steps-per-octave", "1", "--out", str(out)]) == 0
+    state, metadata = read_checkpoint(out)
+    config = preset("car-published").replace(**{"segmentation.kind": "ground_truth", "inference.backend": "torch",
+                                                "flow.source": "none"})
+    median = within_frame_median(collect_instances(MotsPipeline.from_config(config), tiny_data, ["0000"]))
+    table = metadata["calibration"]["table"]
+    assert [row[0] for row in table] == pytest.approx([median * factor for factor in scale_grid(1)])
+    assert metadata["negative_median"] == max(table, key=lambda row: (round(row[1], 6), row[2]))[0]
+    shipped_state, shipped = read_checkpoint(Path("models/pointtrack_car.pth"))
+    assert metadata["mots_ros"]["embedding_scale"] == shipped["mots_ros"]["embedding_scale"]  # weights unchanged
+    assert all(torch.allclose(state[k].float(), shipped_state[k].float()) for k in state)
+
+
 def test_warping_by_backward_flow_moves_values_and_marks_what_left_the_frame():
     from mots_ros.training.segmentation import warp_backward
 

@@ -36,10 +36,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from association_study import FPS, replay, score  # noqa: E402
 
+from mots_ros.cli import _set_overrides  # noqa: E402
 from mots_ros.config import preset  # noqa: E402
 from mots_ros.training.calibration import scale_grid  # noqa: E402
 
-CALIBRATION_FRAMES = (1, 200)
+CALIBRATION_FRAMES = (1, 200)  # as the shipped models; --calibration-frames changes it
 EMBEDDING_ALONE = {"tracker.cues.mask_iou.weight": 0.0, "tracker.cues.motion.weight": 0.0, "flow.source": "none"}
 SETTINGS = {"embedding alone": ("pedestrian", EMBEDDING_ALONE), "default cues": ("pedestrian", {})}
 
@@ -64,24 +65,31 @@ def _score(job: tuple) -> tuple[tuple, dict[str, float]]:
     return key, score(data, out, sequence, records, frame_range)
 
 
-def evaluate_model(name: str, cache_dir: Path, trained_on: str, data: Path, out: Path, workers: int) -> dict[str, Any]:
-    """Calibration table on the training sequence, then the scores on the other one."""
+def evaluate_model(name: str, cache_dir: Path, trained_on: str, data: Path, out: Path, workers: int,
+                   calibration_frames: tuple[int, int] = CALIBRATION_FRAMES,
+                   common: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibration table on the training sequence, then the scores on the other one.
+
+    ``common`` overrides apply to every calibration and scoring run (a cue option under test).
+    """
+    common = common or {}
     scored_on = next(s for s in FPS if s != trained_on)
-    median = negative_median(cache_dir, trained_on, CALIBRATION_FRAMES)
+    median = negative_median(cache_dir, trained_on, calibration_frames)
     grid = scale_grid(4)
     jobs = []
     for scale in grid:
-        jobs.append((("scale", scale), data, cache_dir, trained_on, "pedestrian-published", {}, scale,
-                     CALIBRATION_FRAMES, out / name / "calibration" / f"scale_{scale:.3f}"))
+        jobs.append((("scale", scale), data, cache_dir, trained_on, "pedestrian-published", common, scale,
+                     calibration_frames, out / name / "calibration" / f"scale_{scale:.3f}"))
         jobs.append((("adaptive", scale), data, cache_dir, trained_on, "pedestrian-published",
-                     {"tracker.cues.embedding.negative_median": scale * median}, 1.0,
-                     CALIBRATION_FRAMES, out / name / "calibration" / f"adaptive_{scale:.3f}"))
+                     {**common, "tracker.cues.embedding.negative_median": scale * median}, 1.0,
+                     calibration_frames, out / name / "calibration" / f"adaptive_{scale:.3f}"))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         table = dict(pool.map(_score, jobs))
     chosen = {mode: max(grid, key=lambda s, mode=mode: (round(table[(mode, s)]["AssA"], 6), table[(mode, s)]["IDF1"]))
               for mode in ("scale", "adaptive")}
     jobs = []
     for setting, (base, overrides) in SETTINGS.items():
+        overrides = {**overrides, **common}
         jobs.append((("scale", setting), data, cache_dir, scored_on, base, overrides, chosen["scale"], None,
                      out / name / "scored" / f"scale_{setting.replace(' ', '_')}"))
         adaptive = {**overrides, "tracker.cues.embedding.negative_median": chosen["adaptive"] * median}
@@ -89,7 +97,9 @@ def evaluate_model(name: str, cache_dir: Path, trained_on: str, data: Path, out:
                      out / name / "scored" / f"adaptive_{setting.replace(' ', '_')}"))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         scored = dict(pool.map(_score, jobs))
-    return {"trained_on": trained_on, "scored_on": scored_on, "training_negative_median": median,
+    return {"trained_on": trained_on, "scored_on": scored_on, "calibration_frames": list(calibration_frames),
+            "overrides": common,
+            "training_negative_median": median,
             "chosen_scale": chosen["scale"], "chosen_negative_median": chosen["adaptive"] * median,
             "calibration": {f"{mode} {s:.3f}": table[(mode, s)] for mode, s in table},
             "scored": {f"{mode}, {setting}": values for (mode, setting), values in scored.items()}}
@@ -117,14 +127,19 @@ def main() -> None:
                         help="a cache folder and the sequence its network was trained on")
     parser.add_argument("--out", type=Path, default=Path("out/embedding_transfer.json"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--calibration-frames", type=int, nargs=2, default=CALIBRATION_FRAMES, metavar=("FIRST", "LAST"),
+                        help="the training sequence's frames the constants are fitted on")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every calibration and scoring run")
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for spec in args.model:
         name, rest = spec.split("=", 1)
         cache_dir, trained_on = rest.rsplit(":", 1)
         if name not in results:
-            results[name] = evaluate_model(name, Path(cache_dir), trained_on, args.data, args.out.parent / "transfer_runs",
-                                           args.workers)
+            results[name] = evaluate_model(name, Path(cache_dir), trained_on, args.data,
+                                           args.out.parent / f"{args.out.stem}_runs", args.workers,
+                                           tuple(args.calibration_frames), _set_overrides(args.set))
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=1))
         print(f"{name}: scale ×{results[name]['chosen_scale']:.2f}, R {results[name]['chosen_negative_median']:.2f}",

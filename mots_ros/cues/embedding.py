@@ -19,7 +19,10 @@ class EmbeddingCue(Cue):
     """``offset − ‖e_det − e_track‖₂`` against the track's embedding (weight α, offset β).
 
     The track's embedding is its last match's (published), or with ``ema`` > 0 a moving average
-    over its matches, ``e ← ema · e + (1 − ema) · e_new``, which one odd view moves less.
+    over its matches, ``e ← ema · e + (1 − ema) · e_new``, which one odd view moves less. With
+    ``gallery`` = N > 0 the track keeps its last N matched embeddings instead and a detection's
+    distance is the smallest to any of them (DeepSORT's appearance memory), so a person seen from
+    a new side still matches one earlier view.
 
     An embedding network with part heads (``PointTrackNet(parts=P)``) gives vectors of
     ``32 · (1 + P)``: the global embedding, then P part embeddings. The distance is then
@@ -39,6 +42,8 @@ class EmbeddingCue(Cue):
         weight: α (spec §7.1: 1.0090931467228708 cars, 1.3437965549876354 pedestrians).
         offset: β (spec §7.1: 8.810218833503743 cars, 9.447084376750222 pedestrians).
         ema: weight of the track's old embedding at each match, in [0, 1); 0 = the last one only.
+        gallery: how many recent embeddings a track keeps for the smallest distance; 0 = off.
+            Not with ``ema``.
         part_weight: share of the part distance, in [0, 1] (part networks only).
         part_statistic: ``median``, ``trimmed`` or ``mean`` over the parts' distances.
         negative_median: the median distance between different people in one frame that distances
@@ -52,7 +57,8 @@ class EmbeddingCue(Cue):
     MIN_NEGATIVE_PAIRS = 3
 
     def __init__(self, weight: float, offset: float, ema: float = 0.0, part_weight: float = 0.5,
-                 part_statistic: str = "median", negative_median: float = 0.0, negative_window: int = 2000) -> None:
+                 part_statistic: str = "median", negative_median: float = 0.0, negative_window: int = 2000,
+                 gallery: int = 0) -> None:
         super().__init__(weight)
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
@@ -64,6 +70,9 @@ class EmbeddingCue(Cue):
             raise ValueError(f"negative_median must be a finite number >= 0, got {negative_median}")
         if int(negative_window) < self.MIN_NEGATIVE_PAIRS:
             raise ValueError(f"negative_window must be at least {self.MIN_NEGATIVE_PAIRS}, got {negative_window}")
+        if int(gallery) < 0 or (gallery and ema):
+            raise ValueError(f"gallery must be >= 0 and is not used with ema, got gallery={gallery}, ema={ema}")
+        self.gallery = int(gallery)
         self.negative_median = float(negative_median)
         # Kept across tracker resets: they describe the camera, not the tracks.
         self._negative_distances: deque[float] = deque(maxlen=int(negative_window))
@@ -73,23 +82,33 @@ class EmbeddingCue(Cue):
         self.part_statistic = part_statistic
 
     def track_matched(self, track: Track, detection: Instance, context: FrameContext) -> None:
-        """Updates the moving average (``ema`` > 0 only)."""
-        if self.ema:
+        """Updates the moving average (``ema`` > 0) or the gallery (``gallery`` > 0)."""
+        if self.gallery:
+            track.cue_state.setdefault(self.name, deque(maxlen=self.gallery)).append(
+                np.asarray(detection.embedding, np.float64))
+        elif self.ema:
             average = track.cue_state.get(self.name)
             new = np.asarray(detection.embedding, np.float64)
             track.cue_state[self.name] = new if average is None else self.ema * average + (1 - self.ema) * new
 
     def track_born(self, track: Track, detection: Instance, context: FrameContext) -> None:
-        """Starts the moving average (``ema`` > 0 only)."""
-        if self.ema:
+        """Starts the moving average (``ema`` > 0) or the gallery (``gallery`` > 0)."""
+        if self.gallery:
+            track.cue_state[self.name] = deque([np.asarray(detection.embedding, np.float64)], maxlen=self.gallery)
+        elif self.ema:
             track.cue_state[self.name] = np.asarray(detection.embedding, np.float64)
 
     def similarity(self, detections: Sequence[Instance], tracks: Sequence[Track], context: FrameContext) -> np.ndarray:
         """``(len(detections), len(tracks))`` similarity; see the class docstring."""
         det = np.stack([d.embedding for d in detections]).astype(np.float64)
+        factor = self._video_factor(det) if self.negative_median else 1.0
+        if self.gallery:
+            views = [list(t.cue_state.get(self.name, [t.embedding])) for t in tracks]
+            starts = np.cumsum([0] + [len(v) for v in views[:-1]])
+            every_view = self.distance(det, np.stack([e for v in views for e in v]).astype(np.float64))
+            return self.offset - factor * np.minimum.reduceat(every_view, starts, axis=1)
         trk = np.stack([t.cue_state.get(self.name, t.embedding) if self.ema else t.embedding
                         for t in tracks]).astype(np.float64)
-        factor = self._video_factor(det) if self.negative_median else 1.0
         return self.offset - factor * self.distance(det, trk)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

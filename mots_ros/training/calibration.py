@@ -8,6 +8,11 @@ same for every checkpoint.
 
 Embeddings are computed once per frame with ground-truth masks; only the tracker is re-run per
 candidate scale, scored by TrackEval (association accuracy, AssA).
+
+The embedding cue's ``negative_median`` (distances rescaled per video by the median distance
+between people of one frame) is fitted the same way, over the same grid times the median of the
+collected frames; that constant does not depend on the network's output scale, so nothing is
+folded for it.
 """
 
 from __future__ import annotations
@@ -101,6 +106,36 @@ def calibrate_scale(collected: dict, data: Path, config: Config, scales=DEFAULT_
     best = max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))
     for scale, scores in table:
         logger.info("scale %.2f: AssA %.2f IDF1 %.2f IDS %d", scale, scores["AssA"], scores["IDF1"], scores["IDS"])
+    return best[0], table
+
+
+def within_frame_median(collected: dict) -> float:
+    """The median distance between two instances of one frame, over every collected frame."""
+    import numpy as np
+
+    distances: list[float] = []
+    for frames, _, _ in collected.values():
+        for _, _, instances in frames:
+            if len(instances) > 1:
+                embeddings = np.stack([i.embedding for i in instances]).astype(np.float64)
+                pairs = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
+                distances += pairs[np.triu_indices(len(instances), 1)].tolist()
+    if not distances:
+        raise ValueError("no frame of the calibration sequences holds two instances")
+    return float(np.median(distances))
+
+
+def calibrate_negative_median(collected: dict, data: Path, config: Config, factors=DEFAULT_SCALES) -> tuple[float, list]:
+    """The embedding cue's ``negative_median`` with the best AssA (ties: IDF1), and every candidate's scores.
+
+    Candidates are ``factor × within_frame_median(collected)``.
+    """
+    median = within_frame_median(collected)
+    table = []
+    for factor in factors:
+        candidate = config.replace(**{"tracker.cues.embedding.negative_median": factor * median})
+        table.append((factor * median, score_scale(collected, data, candidate, 1.0)))
+    best = max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))
     return best[0], table
 
 
