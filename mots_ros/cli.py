@@ -176,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             foreground_weight=args.foreground_weight, freeze_bn=args.freeze_bn, init=args.init, resume=args.resume,
             seed=args.seed, threads=args.threads or 0, scale_range=tuple(args.scale_range), centre_jitter=args.centre_jitter,
             colour_jitter=args.colour_jitter, seed_consistency_weight=args.seed_consistency, max_frame_gap=args.max_frame_gap,
-            average_from=args.average_from,
+            average_from=args.average_from, ignore_regions=args.ignore_regions.replace("-", "_"),
         )
         path = train_segmentation(config)
     else:
@@ -470,6 +470,8 @@ def _add_train_command(sub) -> None:
     segmentation.add_argument("--seed-consistency", type=float, default=0.0, metavar="WEIGHT",
                               help="PointTrack++ temporal seed consistency: weight of the difference to the previous "
                                    "frame's seed map warped by DIS flow (0: off, as published)")
+    segmentation.add_argument("--ignore-regions", choices=("background", "dont-care"), default="background",
+                              help="the data's ignore regions: taught as background (published) or left out of the loss")
     segmentation.add_argument("--max-frame-gap", type=int, default=1, help="seed consistency: previous frame 1 to this many back")
     embedding = train.add_argument_group("embedding")
     embedding.add_argument("--instances-per-step", type=int, default=24, help="instances per step (spec: 24)")

@@ -91,6 +91,39 @@ def test_lovasz_hinge_prefers_correct_logits():
     assert lovasz_hinge(torch.tensor([-1.0, 1.0, 1.0, -1.0]), labels) > 1
 
 
+def test_dont_care_pixels_are_left_out_of_every_term_of_the_segmentation_loss():
+    from mots_ros.training.losses import spatial_embedding_loss
+
+    labels = torch.zeros(1, 16, 24, dtype=torch.int64)
+    labels[0, 4:10, 4:9] = 1
+    raw = torch.randn(1, 5, 16, 24, generator=torch.Generator().manual_seed(0))
+    published = spatial_embedding_loss(raw, labels)
+    dont_care = labels.clone()
+    dont_care[0, 10:, 12:] = -1
+    changed = raw.clone()
+    changed[0, :, 10:, 12:] = 5.0  # whatever the network says there
+    assert spatial_embedding_loss(changed, dont_care) == spatial_embedding_loss(raw, dont_care)
+    assert spatial_embedding_loss(changed, labels) > published  # as background, those pixels count
+
+
+def test_the_crop_sampler_marks_ignore_regions_dont_care_only_when_asked(tmp_path):
+    from mots_ros.training.data import AnnotatedDataset
+    from mots_ros.training.segmentation import CropSampler, SegmentationTrainingConfig
+
+    write_sequence(tmp_path, "0000", DrivingConfig(height=96, width=320, frames=2, seed=7, ignore_distance_m=8.0))
+    kinds = {}
+    for treatment in ("background", "dont_care"):
+        config = SegmentationTrainingConfig(data=[str(tmp_path)], out=str(tmp_path / treatment), crop_height=96, crop_width=320,
+                                            ignore_regions=treatment)
+        sampler = CropSampler(AnnotatedDataset(config.data), config, np.random.default_rng(0))
+        kinds[treatment] = np.stack([sampler._load(index)[1] for index in range(2)])
+    ignored = kinds["dont_care"] == -1
+    assert ignored.any() and (kinds["background"][ignored] == 0).all()
+    assert np.array_equal(kinds["dont_care"][~ignored], kinds["background"][~ignored])
+    with pytest.raises(ValueError, match="ignore_regions must be background or dont_care"):
+        train_segmentation(SegmentationTrainingConfig(data=[str(tmp_path)], out=str(tmp_path / "x"), ignore_regions="skip"))
+
+
 def test_triplet_loss_is_zero_for_separated_identities_and_for_one_identity():
     embeddings = torch.tensor([[0.0, 0.0], [0.05, 0.0], [5.0, 5.0], [5.0, 5.1]])
     assert batch_hard_triplet_loss(embeddings, torch.tensor([1, 1, 2, 2])) == 0

@@ -51,7 +51,9 @@ def spatial_embedding_loss(
     Args:
         raw: ``(N, 2 + n_sigma + 1, H, W)`` network outputs.
         instances: ``(N, H, W)`` integer maps; 0 = background (pedestrians, ignore regions and
-            anything else count as background, as in the published car training), >0 = instance.
+            anything else count as background, as in the published car training), >0 = instance,
+            -1 = don't care: such pixels are left out of every term (no seed target, no side in
+            any instance's Lovász hinge).
         foreground_weight: 10 in stage 1, 200 in stage 2 (spec §4.2).
     """
     batch, _, height, width = raw.shape
@@ -62,6 +64,7 @@ def spatial_embedding_loss(
         sigma = raw[b, 2 : 2 + n_sigma]
         seed = torch.sigmoid(raw[b, 2 + n_sigma])
         labels = instances[b]
+        cared = labels >= 0
         seed_loss = torch.sum(seed[labels == 0] ** 2)  # background seeds pushed to 0
         instance_loss = raw.new_zeros(())
         variance_loss = raw.new_zeros(())
@@ -75,7 +78,7 @@ def spatial_embedding_loss(
             variance_loss = variance_loss + torch.mean((sigma_in - sigma_mean.detach()) ** 2)
             bandwidth = torch.exp(sigma_mean * 10.0).view(n_sigma, 1, 1)
             dist = torch.exp(-torch.sum((embedding - centre) ** 2 * bandwidth, 0))
-            instance_loss = instance_loss + lovasz_hinge(dist * 2 - 1, mask)
+            instance_loss = instance_loss + lovasz_hinge((dist * 2 - 1)[cared], mask[cared])
             seed_loss = seed_loss + foreground_weight * torch.sum((seed[mask] - dist[mask].detach()) ** 2)
         if ids.numel():
             instance_loss = instance_loss / ids.numel()

@@ -6,8 +6,11 @@ BatchNorm frozen, lr 5e-6 with poly decay and foreground weight 200. Both stages
 loop with different settings. Checkpoints use the official wrapper format and are resumable.
 
 Options beyond the published recipe, all off by default: scale, centre and colour jitter of the
-crops (real video, where people come at every size), and PointTrack++'s temporal seed
-consistency: this frame's seed map is pulled towards the previous frame's, warped by DIS flow.
+crops (real video, where people come at every size), PointTrack++'s temporal seed
+consistency (this frame's seed map is pulled towards the previous frame's, warped by DIS flow),
+and ``ignore_regions="dont_care"``: the dataset's ignore regions (MOTSChallenge marks crowds and
+people too small or hidden to annotate that way) are left out of the loss instead of being taught
+as background, as the published car training does.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class SegmentationTrainingConfig(TrainingSettings):
     colour_jitter: float = 0.0  # brightness, contrast and saturation factors drawn from 1 ± this
     seed_consistency_weight: float = 0.0  # PointTrack++: weight of the warped previous seed map's difference
     max_frame_gap: int = 1  # the previous frame is 1 to this many annotated frames back
+    ignore_regions: str = "background"  # "background" (published) or "dont_care" (left out of the loss)
     frame_cache_mib: int = 6144  # decoded frames kept in memory (decoding a full-HD JPEG and its masks costs ~80 ms)
 
 
@@ -104,6 +108,8 @@ class CropSampler:
             return self._cache[index]
         image, id_map = self.dataset.load(index)
         labels = np.where((id_map // 1000 == self.config.class_id) & (id_map != 10000), id_map, 0).astype(np.int16)
+        if self.config.ignore_regions == "dont_care":
+            labels[id_map == 10000] = -1
         if self._cache_bytes + image.nbytes + labels.nbytes <= self.config.frame_cache_mib * 2**20:
             self._cache[index] = (image, labels)
             self._cache_bytes += image.nbytes + labels.nbytes
@@ -197,6 +203,8 @@ def _learning_rate(config: SegmentationTrainingConfig, step: int) -> float:
 
 def train_segmentation(config: SegmentationTrainingConfig, *, progress: bool = True) -> Path:
     """Trains a SpatialEmbeddingNet; returns the final checkpoint path (``<out>/final.pth``)."""
+    if config.ignore_regions not in ("background", "dont_care"):
+        raise ValueError(f"ignore_regions must be background or dont_care, got {config.ignore_regions!r}")
     device = set_up(config)
     model = SpatialEmbeddingNet(num_classes=(4, 1), width=config.width)
     model.init_output()
