@@ -31,14 +31,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from association_study import FPS, replay, score  # noqa: E402
 
 from mots_ros.cli import _set_overrides  # noqa: E402
 from mots_ros.config import preset  # noqa: E402
-from mots_ros.training.calibration import scale_grid  # noqa: E402
+from mots_ros.training.calibration import scale_grid, within_frame_median  # noqa: E402
 
 CALIBRATION_FRAMES = (1, 200)  # as the shipped models; --calibration-frames changes it
 EMBEDDING_ALONE = {"tracker.cues.mask_iou.weight": 0.0, "tracker.cues.motion.weight": 0.0, "flow.source": "none"}
@@ -49,13 +47,8 @@ def negative_median(cache_dir: Path, sequence: str, frame_range: tuple[int, int]
     """The median distance between two people of one frame, over ``frame_range``, raw embeddings."""
     with open(cache_dir / f"{sequence}_instances.pkl", "rb") as file:
         frames = pickle.load(file)["frames"]
-    distances = []
-    for frame, _, instances in frames:
-        if frame_range[0] <= frame <= frame_range[1] and len(instances) > 1:
-            embeddings = np.stack([i.embedding for i in instances]).astype(np.float64)
-            pairs = np.linalg.norm(embeddings[:, None] - embeddings[None], axis=-1)
-            distances += pairs[np.triu_indices(len(instances), 1)].tolist()
-    return float(np.median(distances))
+    chosen = [f for f in frames if frame_range[0] <= f[0] <= frame_range[1]]
+    return within_frame_median({sequence: (chosen, frame_range[0], frame_range[1])})
 
 
 def _score(job: tuple) -> tuple[tuple, dict[str, float]]:
