@@ -8,9 +8,9 @@ loop with different settings. Checkpoints use the official wrapper format and ar
 Options beyond the published recipe, all off by default: scale, centre and colour jitter of the
 crops (real video, where people come at every size), PointTrack++'s temporal seed
 consistency (this frame's seed map is pulled towards the previous frame's, warped by DIS flow),
-and ``ignore_regions="dont_care"``: the dataset's ignore regions (MOTSChallenge marks crowds and
-people too small or hidden to annotate that way) are left out of the loss instead of being taught
-as background, as the published car training does.
+and ``ignore_regions="dont_care"``: the dataset's ignore regions (what MOTSChallenge's annotators
+left unlabelled, often people) are left out of the loss instead of being taught as background, as
+the published car training does.
 """
 
 from __future__ import annotations
