@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mots_ros.atomic_files import replacing
 from mots_ros.errors import CheckpointError
 
 _PREFIX = "module."
@@ -150,11 +151,8 @@ def save_checkpoint(
     }
     if extra:
         wrapper.update(extra)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(wrapper, tmp)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    with replacing(path) as tmp:  # never leave a half-written checkpoint behind
+        torch.save(wrapper, tmp)
 
 
 def _listing(items: list[str]) -> str:

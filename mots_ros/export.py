@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from mots_ros.atomic_files import replacing
 from mots_ros.errors import BackendError
 
 if TYPE_CHECKING:
@@ -32,21 +33,19 @@ def _write(model: torch.nn.Module, inputs: tuple, path: Path, input_names, outpu
     import onnx
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     model = model.eval()
-    # dynamo=False: the TorchScript exporter handles dynamic_axes directly and gives the graph whose
-    # ONNX Runtime parity the tests check; the dynamo exporter would need export-time shape specs.
-    with torch.no_grad():
-        torch.onnx.export(model, inputs, str(tmp), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    proto = onnx.load(str(tmp))
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = f"mots_ros.{key}", str(value)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        # dynamo=False: the TorchScript exporter handles dynamic_axes directly and gives the graph whose
+        # ONNX Runtime parity the tests check; the dynamo exporter would need export-time shape specs.
+        with torch.no_grad():
+            torch.onnx.export(model, inputs, str(tmp), input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        proto = onnx.load(str(tmp))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = f"mots_ros.{key}", str(value)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
     return path
 
 

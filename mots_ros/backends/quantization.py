@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mots_ros.atomic_files import replacing
 from mots_ros.errors import BackendError
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,6 @@ def cached_int8_model(source: Path, cache_dir: Path, calibration_inputs: Calibra
     if target.is_file():
         return target
     logger.info("quantizing %s to int8 (once; cached as %s)", source, target)
-    partial = target.with_suffix(".partial.onnx")  # a crash mid-way never leaves a file that looks finished
-    quantize_int8(source, partial, calibration_inputs)
-    partial.replace(target)
+    with replacing(target) as partial:  # a crash mid-way never leaves a file that looks finished
+        quantize_int8(source, partial, calibration_inputs)
     return target

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from mots_ros.atomic_files import replacing
 from mots_ros.backends import nvidia_gpu_present, precision_for
 from mots_ros.errors import BackendError
 
@@ -250,10 +251,8 @@ class TensorRTBackend:
                 logger.warning("cached engine %s does not match this GPU/TensorRT/model; rebuilding it", engine_path)
             if engine is None:
                 serialized = self._build(shapes)
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                tmp = engine_path.with_name(engine_path.name + ".tmp")
-                tmp.write_bytes(serialized)
-                os.replace(tmp, engine_path)
+                with replacing(engine_path) as tmp:
+                    tmp.write_bytes(serialized)
                 sidecar.write_text(json.dumps(asdict(key), indent=2))
                 engine = runtime.deserialize_cuda_engine(serialized)
                 if engine is None:
