@@ -36,7 +36,7 @@ from association_study import FPS, replay, score  # noqa: E402
 
 from mots_ros.cli import _set_overrides  # noqa: E402
 from mots_ros.config import preset  # noqa: E402
-from mots_ros.training.calibration import scale_grid, within_frame_median  # noqa: E402
+from mots_ros.training.calibration import best_candidate, scale_grid, within_frame_median  # noqa: E402
 
 CALIBRATION_FRAMES = (1, 200)  # as the shipped models; --calibration-frames changes it
 EMBEDDING_ALONE = {"tracker.cues.mask_iou.weight": 0.0, "tracker.cues.motion.weight": 0.0, "flow.source": "none"}
@@ -78,8 +78,7 @@ def evaluate_model(name: str, cache_dir: Path, trained_on: str, data: Path, out:
                      calibration_frames, out / name / "calibration" / f"adaptive_{scale:.3f}"))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         table = dict(pool.map(_score, jobs))
-    chosen = {mode: max(grid, key=lambda s, mode=mode: (round(table[(mode, s)]["AssA"], 6), table[(mode, s)]["IDF1"]))
-              for mode in ("scale", "adaptive")}
+    chosen = {mode: best_candidate([(s, table[(mode, s)]) for s in grid]) for mode in ("scale", "adaptive")}
     jobs = []
     for setting, (base, overrides) in SETTINGS.items():
         overrides = {**overrides, **common}

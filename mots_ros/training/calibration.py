@@ -100,13 +100,17 @@ def score_scale(collected: dict, data: Path, config: Config, scale: float) -> di
     return result.combined(class_name)
 
 
+def best_candidate(table: list) -> float:
+    """The candidate of ``(value, scores)`` pairs with the best AssA (ties: the best IDF1)."""
+    return max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))[0]
+
+
 def calibrate_scale(collected: dict, data: Path, config: Config, scales=DEFAULT_SCALES) -> tuple[float, list]:
     """The scale with the best AssA (ties: the best IDF1), and every scale's scores."""
     table = [(scale, score_scale(collected, data, config, scale)) for scale in scales]
-    best = max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))
     for scale, scores in table:
         logger.info("scale %.2f: AssA %.2f IDF1 %.2f IDS %d", scale, scores["AssA"], scores["IDF1"], scores["IDS"])
-    return best[0], table
+    return best_candidate(table), table
 
 
 def within_frame_median(collected: dict) -> float:
@@ -135,8 +139,7 @@ def calibrate_negative_median(collected: dict, data: Path, config: Config, facto
     for factor in factors:
         candidate = config.replace(**{"tracker.cues.embedding.negative_median": factor * median})
         table.append((factor * median, score_scale(collected, data, candidate, 1.0)))
-    best = max(table, key=lambda item: (round(item[1]["AssA"], 6), item[1]["IDF1"]))
-    return best[0], table
+    return best_candidate(table), table
 
 
 def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
