@@ -67,7 +67,8 @@ def export_embedding(model, path: str | os.PathLike, *, class_id: int = 1, num_e
     points = model.num_foreground_points + num_environment_points
     axes = {"points": {0: "instances"}, "boxes": {0: "instances"}, "embeddings": {0: "instances"}}
     metadata = {"network": "embedding", "class_id": class_id, "foreground_points": model.num_foreground_points,
-                "environment_points": num_environment_points, "parts": getattr(model, "parts", 0)}
+                "environment_points": num_environment_points, "parts": getattr(model, "parts", 0),
+                "aligned_scales": int(getattr(model, "aligned_scales", False))}
     sample = (torch.rand(3, points, 8), torch.rand(3, 4))
     return _write(model, sample, Path(path), ["points", "boxes"], ["embeddings"], axes, metadata)
 

@@ -146,9 +146,9 @@ def build_segmentation_network(path: str | Path):
 def build_embedding_network(path: str | Path):
     """A PointTrackNet loaded from a checkpoint."""
     from mots_ros.checkpoints import apply_state_dict, read_checkpoint
-    from mots_ros.embedding.network import PointTrackNet, parts_in_state_dict
+    from mots_ros.embedding.network import PointTrackNet, network_options_in_state_dict
 
     state_dict, _ = read_checkpoint(path)
-    model = PointTrackNet(parts=parts_in_state_dict(state_dict))
+    model = PointTrackNet(**network_options_in_state_dict(state_dict))
     apply_state_dict(model, state_dict, source=str(path))
     return model

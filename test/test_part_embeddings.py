@@ -8,11 +8,12 @@ from mots_ros.backends.onnx_backend import OnnxRuntimeBackend
 from mots_ros.checkpoints import save_checkpoint
 from mots_ros.cues.embedding import EmbeddingCue
 from mots_ros.datatypes import Instance
-from mots_ros.embedding.network import PointTrackNet, parts_in_state_dict
+from mots_ros.embedding.network import PointTrackNet, network_options_in_state_dict, parts_in_state_dict, resample_points
+from mots_ros.errors import ConfigError
 from mots_ros.export import export_embedding, max_relative_error, onnx_metadata
 from mots_ros.masks import encode_rle
 from mots_ros.model_files import build_embedding_network
-from mots_ros.training.embedding import augment_crop
+from mots_ros.training.embedding import EmbeddingTrainingConfig, augment_crop, train_embedding
 from mots_ros.training.losses import part_diversity_loss
 
 
@@ -96,3 +97,52 @@ def test_augmentation_keeps_the_instance_and_occludes_some_of_it():
         scale = new_categories.shape[0] / 40
         occluded += (new_categories == 1).sum() < 0.97 * 600 * scale**2
     assert 3 <= occluded <= 17  # about half of the crops get a cut-out
+
+
+def test_resampling_reads_a_point_exactly_at_its_position_and_learns_where_to_read():
+    features = torch.arange(12.0).reshape(1, 3, 4)  # channel c of point n holds 4c + n
+    positions = torch.tensor([[[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]]])
+    at_points = resample_points(features, positions, positions)
+    assert torch.allclose(at_points, features, atol=1e-4)
+    query = torch.tensor([[[0.9], [0.1]]], requires_grad=True)  # beside point 1, (1, 0)
+    read = resample_points(features, positions, query)
+    assert read.shape == (1, 3, 1) and abs(read[0, 0, 0].item() - 1.0) < 0.1
+    read.sum().backward()
+    assert query.grad is not None and query.grad.abs().sum() > 0  # a displacement layer gets a gradient
+
+
+def test_aligned_scales_leave_the_global_embedding_published_and_export_with_parity(tmp_path):
+    torch.manual_seed(2)
+    published, aligned = PointTrackNet().eval(), PointTrackNet(parts=2, aligned_scales=True).eval()
+    aligned.load_state_dict(published.state_dict(), strict=False)
+    assert [k for k in aligned.state_dict() if ".parts." not in k and ".aligned_scales." not in k] == list(published.state_dict())
+    with torch.no_grad():
+        for layer in aligned.point_feat.aligned_scales.flow:  # trained-like displacements, not the zero start
+            layer.weight.normal_(0, 0.05)
+            layer.bias.normal_(0, 0.01)
+    points, boxes = torch.randn(3, 1500, 8), torch.rand(3, 4)
+    with torch.no_grad():
+        assert torch.equal(aligned(points, boxes)[:, :32], published(points, boxes))
+    assert network_options_in_state_dict(aligned.state_dict()) == {"parts": 2, "aligned_scales": True}
+    assert network_options_in_state_dict(published.state_dict()) == {"parts": 0, "aligned_scales": False}
+    path = tmp_path / "aligned.pth"
+    save_checkpoint(aligned, path, build={"model": "PointTrackNet", "parts": 2, "aligned_scales": True})
+    loaded = build_embedding_network(path).eval()
+    assert loaded.aligned_scales and loaded.parts == 2
+    onnx_path = export_embedding(loaded, tmp_path / "aligned.onnx")
+    assert onnx_metadata(onnx_path)["aligned_scales"] == "1"
+    backend = OnnxRuntimeBackend(onnx_path)
+    for count in (1, 7):
+        points, boxes = torch.randn(count, 1500, 8), torch.rand(count, 4)
+        with torch.no_grad():
+            expected = loaded(points, boxes).numpy()
+        result = backend.run(points.numpy(), boxes.numpy())
+        assert result.shape == (count, 96) and max_relative_error(expected, result) < 1e-4
+
+
+def test_aligned_scales_without_parts_are_refused_with_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="parts > 0"):
+        PointTrackNet(aligned_scales=True)
+    config = EmbeddingTrainingConfig(data=[str(tmp_path)], out=str(tmp_path / "out"), aligned_scales=True)
+    with pytest.raises(ConfigError, match="--parts"):
+        train_embedding(config, progress=False)

@@ -131,21 +131,24 @@ def test_triplet_loss_is_zero_for_separated_identities_and_for_one_identity():
     assert batch_hard_triplet_loss(embeddings, torch.tensor([1, 1, 1, 1])) == 0
 
 
-def test_part_embedding_training_with_augmentation_starts_from_a_global_checkpoint(tiny_data, tmp_path):
+def test_part_embedding_training_with_augmentation_and_aligned_scales_starts_from_a_global_checkpoint(tiny_data, tmp_path):
     from mots_ros.model_files import build_embedding_network
 
     common = dict(data=[str(tiny_data)], instances_per_step=6, foreground_points=64, environment_points=32, lr=1e-3,
                   threads=2, device="cpu")
     global_only = train_embedding(EmbeddingTrainingConfig(out=str(tmp_path / "global"), steps=4, **common), progress=False)
-    config = EmbeddingTrainingConfig(out=str(tmp_path / "parts"), steps=12, parts=2, augment=True, init=str(global_only),
-                                     **common)
+    config = EmbeddingTrainingConfig(out=str(tmp_path / "parts"), steps=12, parts=2, augment=True, aligned_scales=True,
+                                     init=str(global_only), **common)
     final = train_embedding(config, progress=False)
     state, info = read_checkpoint(final)
     assert info["mots_ros"]["parts"] == 2 and any(".parts.attention." in key for key in state)
+    assert info["mots_ros"]["aligned_scales"] is True
     assert all(np.isfinite(_losses(final)))
     started = build_embedding_network(global_only).state_dict()
     trained = build_embedding_network(final)
-    assert trained.parts == 2
+    assert trained.parts == 2 and trained.aligned_scales
+    # the displacement layers start at zero and learn
+    assert any(layer.weight.abs().sum() > 0 for layer in trained.point_feat.aligned_scales.flow)
     # the shared layers started from the global checkpoint and then trained on
     key = "point_feat.last_emb.2.weight"
     assert not torch.equal(trained.state_dict()[key], started[key])

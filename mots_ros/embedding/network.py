@@ -82,14 +82,65 @@ class PartModule(nn.Module):
         return self.project(pooled), attention
 
 
+def resample_points(features: torch.Tensor, positions: torch.Tensor, queries: torch.Tensor,
+                    neighbours: int = 3) -> torch.Tensor:
+    """Features read at query positions by inverse-squared-distance weights over the nearest points.
+
+    The point-cloud counterpart of bilinear sampling (PointNet++'s feature propagation):
+    ``features (K, C, N)`` live at ``positions (K, 2, N)``; returns ``(K, C, M)`` at ``queries (K, 2, M)``.
+    Differentiable in the queries, so a predicted displacement can learn where to read.
+    """
+    count, channels, _ = features.shape
+    # Squared distances by expansion: an (K, M, N, 2) difference tensor would not fit a training batch.
+    squared = (queries.pow(2).sum(1)[:, :, None] + positions.pow(2).sum(1)[:, None, :]
+               - 2 * torch.bmm(queries.transpose(1, 2), positions)).clamp_min(0)
+    nearest, index = torch.topk(squared, neighbours, dim=2, largest=False)  # (K, M, k)
+    weights = 1.0 / (nearest + 1e-6)
+    weights = weights / weights.sum(2, keepdim=True)
+    gathered = torch.gather(features, 2, index.reshape(count, 1, -1).expand(count, channels, -1))
+    gathered = gathered.reshape(count, channels, index.shape[1], neighbours)
+    return torch.sum(gathered * weights[:, None], 3)
+
+
+class AlignedScales(nn.Module):
+    """FineTrack's flow-aligned FPN carried over to the foreground branch's PointNet layers.
+
+    The three depths of point features (offset + colour branches after layers 1, 2 and 3: 128, 256
+    and 512 channels) are projected to one width and merged top-down, as in an FPN. Before each
+    merge a kernel-1 layer predicts, from both levels, a 2-d displacement per point in offset units
+    (FineTrack's "semantic flow"), and the deeper level is read at the displaced positions
+    (:func:`resample_points`). The displacement layers start at zero, so training starts from a
+    plain per-point FPN. The parts attend over the result; the global embedding never sees it.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (128, 256, 512), out_channels: int = 256):
+        super().__init__()
+        self.out_channels = out_channels
+        self.lateral = nn.ModuleList(_conv(c, out_channels) for c in channels)
+        self.flow = nn.ModuleList(_conv(2 * out_channels, 2) for _ in channels[:-1])
+        for layer in self.flow:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, levels: list[torch.Tensor], positions: torch.Tensor) -> torch.Tensor:
+        """``(K, out_channels, N)`` of the shallow-to-deep ``levels`` at ``positions (K, 2, N)``."""
+        merged = self.lateral[-1](levels[-1])
+        for depth in reversed(range(len(levels) - 1)):
+            shallow = self.lateral[depth](levels[depth])
+            displacement = self.flow[depth](torch.cat([shallow, merged], 1))
+            merged = shallow + resample_points(merged, positions, positions + displacement)
+        return F.leaky_relu(merged)
+
+
 class PointFeatureNet(nn.Module):
     """Foreground branch, environment branch and fusion head (official ``PoseNetFeatOffsetEmb``).
 
     With ``parts`` > 0 a :class:`PartModule` is added after the published layers (their keys and
-    outputs unchanged).
+    outputs unchanged); with ``aligned_scales`` too, the parts attend over :class:`AlignedScales`
+    instead of the last point features.
     """
 
-    def __init__(self, embedding_dim: int = EMBEDDING_DIM, parts: int = 0):
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, parts: int = 0, aligned_scales: bool = False):
         super().__init__()
         # Registration order matters only for readability of state dicts; it follows the official one.
         self.borderConv = EnvironmentBranch()
@@ -103,7 +154,11 @@ class PointFeatureNet(nn.Module):
         self.conv7_bn, self.conv8_bn = nn.BatchNorm1d(256), nn.BatchNorm1d(512)
         self.conv_weight = _conv(128, 1)
         self.last_emb = nn.Sequential(nn.Linear(960, 256), nn.LeakyReLU(), nn.Linear(256, embedding_dim))
-        self.parts = PartModule(parts, 512, embedding_dim) if parts > 0 else None
+        if aligned_scales and parts <= 0:
+            raise ValueError("aligned_scales feeds the part heads, so it needs parts > 0")
+        self.aligned_scales = AlignedScales() if aligned_scales else None
+        part_channels = self.aligned_scales.out_channels if self.aligned_scales is not None else 512
+        self.parts = PartModule(parts, part_channels, embedding_dim) if parts > 0 else None
 
     def forward(self, foreground: torch.Tensor, environment: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """``(K, dim)`` embeddings (with parts: ``(K, dim · (1 + P))``, the global one first)."""
@@ -117,12 +172,12 @@ class PointFeatureNet(nn.Module):
         """``(global (K, dim), parts (K, P, dim) or None, attention (K, P, Nf) or None)``."""
         # foreground: (K, 5, Nf) = colours 0-2, offsets 3-4; environment: (K, 8, Ne).
         colours, offsets = foreground[:, 0:3], foreground[:, 3:5]
-        x = F.leaky_relu(self.conv1_bn(self.conv1(offsets)))
-        x = F.leaky_relu(self.conv2_bn(self.conv2(x)))
-        x = F.leaky_relu(self.conv3_bn(self.conv3(x)))
-        e = F.leaky_relu(self.e_conv1_bn(self.e_conv1(colours)))
-        e = F.leaky_relu(self.e_conv2_bn(self.e_conv2(e)))
-        e = F.leaky_relu(self.e_conv3_bn(self.e_conv3(e)))
+        x1 = F.leaky_relu(self.conv1_bn(self.conv1(offsets)))
+        x2 = F.leaky_relu(self.conv2_bn(self.conv2(x1)))
+        x = F.leaky_relu(self.conv3_bn(self.conv3(x2)))
+        e1 = F.leaky_relu(self.e_conv1_bn(self.e_conv1(colours)))
+        e2 = F.leaky_relu(self.e_conv2_bn(self.e_conv2(e1)))
+        e = F.leaky_relu(self.e_conv3_bn(self.e_conv3(e2)))
         point_features = torch.cat([x, e], 1)  # (K, 512, Nf): offset features first
 
         branch_a = F.leaky_relu(self.conv4_bn(self.conv4(point_features)))
@@ -141,7 +196,11 @@ class PointFeatureNet(nn.Module):
         fused = torch.cat([pooled_average, pooled_max, attended, env, location_encoding(boxes)], 1)  # (K, 960)
         if self.parts is None:
             return self.last_emb(fused), None, None
-        parts, attention = self.parts(point_features)
+        part_input = point_features
+        if self.aligned_scales is not None:
+            levels = [torch.cat([x1, e1], 1), torch.cat([x2, e2], 1), point_features]
+            part_input = self.aligned_scales(levels, offsets)
+        parts, attention = self.parts(part_input)
         return self.last_emb(fused), parts, attention
 
 
@@ -151,6 +210,7 @@ class PointTrackNet(nn.Module):
     Args:
         num_foreground_points: how many leading points of each cloud are foreground (1000 published).
         parts: FineTrack part embeddings (:class:`PartModule`); 0 = the published network exactly.
+        aligned_scales: the parts attend over flow-aligned multi-depth features (:class:`AlignedScales`).
 
     ``forward(points, boxes)``:
         points: ``(K, Nf + Ne, 8) float32`` clouds from :func:`mots_ros.embedding.sample_points`:
@@ -161,16 +221,22 @@ class PointTrackNet(nn.Module):
             With parts: ``(K, 32 · (1 + P))``, the global embedding then each part's.
     """
 
-    def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS, parts: int = 0):
+    def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS, parts: int = 0,
+                 aligned_scales: bool = False):
         super().__init__()
         self.num_foreground_points = int(num_foreground_points)
-        self.point_feat = PointFeatureNet(parts=parts)
+        self.point_feat = PointFeatureNet(parts=parts, aligned_scales=aligned_scales)
 
     @property
     def parts(self) -> int:
         """The number of part embeddings (0: the published network)."""
         module = self.point_feat.parts
         return 0 if module is None else int(module.attention.out_channels)
+
+    @property
+    def aligned_scales(self) -> bool:
+        """Whether the parts attend over flow-aligned multi-depth features."""
+        return self.point_feat.aligned_scales is not None
 
     def _split(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         split = self.num_foreground_points
@@ -193,3 +259,9 @@ def parts_in_state_dict(state_dict: dict) -> int:
         if key.removeprefix("module.").endswith("point_feat.parts.attention.weight"):
             return int(value.shape[0])
     return 0
+
+
+def network_options_in_state_dict(state_dict: dict) -> dict:
+    """The ``PointTrackNet`` keyword arguments that rebuild the network of a state dict."""
+    aligned = any(".aligned_scales." in key for key in state_dict)
+    return {"parts": parts_in_state_dict(state_dict), "aligned_scales": aligned}

@@ -12,7 +12,8 @@ instances (the "shuffle-group" sampling that FineTrack reports helps).
 
 ``parts`` > 0 trains FineTrack-style part embeddings beside the global one: the triplet loss on
 each part too (averaged over parts), plus ``diversity_weight`` times the heads' attention overlap.
-``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
+``aligned_scales`` lets the parts attend over flow-aligned multi-depth point features
+(:class:`mots_ros.embedding.network.AlignedScales`). ``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
 
 ``held_out_identities`` (a fraction) keeps that share of the identities out of the database
 (:func:`mots_ros.training.data.is_held_out_identity`), so the distance scale can be calibrated on
@@ -30,6 +31,7 @@ import torch
 
 from mots_ros.checkpoints import load_checkpoint
 from mots_ros.embedding.network import PointTrackNet
+from mots_ros.errors import ConfigError
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
 from mots_ros.training.data import AnnotatedDataset, is_held_out_identity
 from mots_ros.training.losses import batch_hard_triplet_loss, part_diversity_loss
@@ -53,6 +55,7 @@ class EmbeddingTrainingConfig(TrainingSettings):
     balanced: bool = False
     margin: float = 0.2
     parts: int = 0  # FineTrack part heads; 0 = the published network
+    aligned_scales: bool = False  # parts attend over flow-aligned multi-depth point features
     diversity_weight: float = 0.1
     augment: bool = False
     held_out_identities: float = 0.0  # share of identities kept for calibration, never trained on
@@ -211,8 +214,11 @@ def augment_crop(image_bgr: np.ndarray, categories: np.ndarray,
 
 def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -> Path:
     """Trains a PointTrackNet; returns the final checkpoint path (``<out>/final.pth``)."""
+    if config.aligned_scales and config.parts <= 0:
+        raise ConfigError("aligned scales (--align-scales) feed the part heads, so they need parts (--parts) > 0")
     device = set_up(config)
-    model = PointTrackNet(num_foreground_points=config.foreground_points, parts=config.parts)
+    model = PointTrackNet(num_foreground_points=config.foreground_points, parts=config.parts,
+                          aligned_scales=config.aligned_scales)
     if config.init and config.parts:
         # A published (or global-only) checkpoint starts the shared layers; the part heads start fresh.
         published = PointTrackNet(num_foreground_points=config.foreground_points)
@@ -224,6 +230,7 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
     build = {"model": "PointTrackNet", "class_id": config.class_id, "parts": config.parts,
+             "aligned_scales": config.aligned_scales,
              "trained_points": [config.foreground_points, config.environment_points],
              "held_out_identities": config.held_out_identities}
     run = TrainingRun("embedding", config, model, optimizer, build, progress=progress)
