@@ -186,6 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data=[str(d) for d in args.data], out=str(args.out), sequences=args.sequences, class_id=args.class_id,
             steps=args.steps, lr=args.lr or 2e-3, instances_per_step=args.instances_per_step,
             foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
+            shuffle_group=args.shuffle_group,
             parts=args.parts, aligned_scales=args.align_scales, diversity_weight=args.diversity_weight, augment=args.augment,
             held_out_identities=args.held_out_identities, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
             average_from=args.average_from,
@@ -477,7 +478,9 @@ def _add_train_command(sub) -> None:
     embedding.add_argument("--instances-per-step", type=int, default=24, help="instances per step (spec: 24)")
     embedding.add_argument("--points", type=int, nargs=2, default=(1000, 500), metavar=("FG", "ENV"),
                            help="foreground and environment points per instance")
-    embedding.add_argument("--balanced", action="store_true", help="shuffle-group sampling: draw instances evenly across sequences")
+    embedding.add_argument("--balanced", action="store_true", help="draw instances (or frames) evenly across sequences")
+    embedding.add_argument("--shuffle-group", action="store_true",
+                           help="FineTrack's shuffle-group sampling: instances in groups of one frame's people")
     embedding.add_argument("--parts", type=int, default=0, help="FineTrack part heads beside the global embedding (0: published)")
     embedding.add_argument("--align-scales", action="store_true",
                            help="part heads attend over flow-aligned multi-depth point features (needs --parts)")

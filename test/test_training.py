@@ -52,6 +52,26 @@ def test_embedding_loss_goes_down_and_training_resumes(tiny_data, tmp_path):
     assert read_checkpoint(train_embedding(config, progress=False))[1]["epoch"] == 34
 
 
+def test_shuffle_group_sampling_draws_the_people_of_one_frame_with_crops_around_it(tiny_data, tmp_path):
+    from mots_ros.training.data import AnnotatedDataset
+    from mots_ros.training.embedding import InstanceDatabase, TripletBatches
+
+    database = InstanceDatabase(AnnotatedDataset([str(tiny_data)]), class_id=1, progress=False)
+    config = EmbeddingTrainingConfig(data=[str(tiny_data)], out=str(tmp_path), instances_per_step=3, shuffle_group=True)
+    batches = TripletBatches(database, config, np.random.default_rng(0))
+    for _ in range(20):
+        drawn = batches._instances()
+        assert len(drawn) == 3 and len({key for key, _ in drawn}) == 3
+        first_key, first_frame = drawn[0]
+        group = [key for key, frame in drawn if key[0] == first_key[0] and frame == first_frame]
+        in_view = batches.people_in_frame[(first_key[0], first_frame)]
+        assert set(group) <= set(in_view) and len(group) == min(3, len(in_view))  # one frame's people, together
+        for key, frame in drawn:
+            crops = database.tracks[key]
+            if len(crops) >= 3 and crops[1].frame <= frame <= crops[-2].frame:
+                assert batches._crops_of(key, frame)[1].frame == frame  # the middle crop is the group's frame
+
+
 def test_weight_average_is_the_mean_of_the_states_it_was_given():
     from mots_ros.training.run import WeightAverage
 

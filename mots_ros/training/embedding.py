@@ -8,7 +8,10 @@ appearances apart (S uniform in 1..10 around a random middle) become point cloud
 jitter σ = 0.001 and full-frame box features. Steps whose loss is 0 are skipped.
 
 ``balanced=True`` draws instances evenly across sequences rather than uniformly over all
-instances (the "shuffle-group" sampling that FineTrack reports helps).
+instances. ``shuffle_group=True`` is FineTrack's shuffle-group sampling: a step's instances come in
+groups, each group the people of one frame (frames drawn in random order), and each instance's
+three crops are taken around that frame, so the negatives of a triplet are people seen together,
+the ones association must tell apart, rather than strangers from anywhere in the data.
 
 ``parts`` > 0 trains FineTrack-style part embeddings beside the global one: the triplet loss on
 each part too (averaged over parts), plus ``diversity_weight`` times the heads' attention overlap.
@@ -53,6 +56,7 @@ class EmbeddingTrainingConfig(TrainingSettings):
     environment_points: int = 500
     min_pixels: int = 50  # smaller instances are left out of the database
     balanced: bool = False
+    shuffle_group: bool = False  # instances in groups of one frame's people (FineTrack)
     margin: float = 0.2
     parts: int = 0  # FineTrack part heads; 0 = the published network
     aligned_scales: bool = False  # parts attend over flow-aligned multi-depth point features
@@ -132,11 +136,22 @@ class TripletBatches:
 
     def __init__(self, database: InstanceDatabase, config: EmbeddingTrainingConfig, rng: np.random.Generator):
         self.database, self.config, self.rng = database, config, rng
+        # Shuffle-group sampling draws whole frames: who is in view in each (sequence, frame).
+        self.people_in_frame: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        if config.shuffle_group:
+            for key in database.keys:
+                for entry in database.tracks[key]:
+                    self.people_in_frame.setdefault((key[0], entry.frame), []).append(key)
+        self.frames = sorted(self.people_in_frame)
+        self.frames_of = {s: [f for f in self.frames if f[0] == s] for s in database.sequences}
 
-    def _instances(self) -> list[tuple[str, int]]:
+    def _instances(self) -> list[tuple[tuple[str, int], int | None]]:
+        """The step's instances, each with the frame its crops centre on (None: anywhere in its track)."""
         keys, count = self.database.keys, min(self.config.instances_per_step, len(self.database))
+        if self.config.shuffle_group:
+            return self._groups(count)
         if not self.config.balanced:
-            return [keys[i] for i in self.rng.choice(len(keys), count, replace=False)]
+            return [(keys[i], None) for i in self.rng.choice(len(keys), count, replace=False)]
         by_sequence = {s: [k for k in keys if k[0] == s] for s in self.database.sequences}
         chosen: list[tuple[str, int]] = []
         while len(chosen) < count:
@@ -144,13 +159,30 @@ class TripletBatches:
                 remaining = [k for k in by_sequence[sequence] if k not in chosen]
                 if remaining and len(chosen) < count:
                     chosen.append(remaining[self.rng.integers(len(remaining))])
-        return chosen
+        return [(key, None) for key in chosen]
 
-    def _crops_of(self, key) -> list[CropEntry]:
+    def _groups(self, count: int) -> list[tuple[tuple[str, int], int | None]]:
+        chosen: dict[tuple[str, int], int] = {}
+        while len(chosen) < count:
+            frames = self.frames
+            if self.config.balanced:  # the group's sequence first, evenly, then one of its frames
+                sequence = self.database.sequences[int(self.rng.integers(len(self.database.sequences)))]
+                frames = self.frames_of[sequence]
+            frame = frames[int(self.rng.integers(len(frames)))]
+            people = [k for k in self.people_in_frame[frame] if k not in chosen]
+            for index in self.rng.permutation(len(people))[: count - len(chosen)]:
+                chosen[people[index]] = frame[1]
+        return list(chosen.items())
+
+    def _crops_of(self, key, around_frame: int | None = None) -> list[CropEntry]:
         crops = self.database.tracks[key]
         if len(crops) <= 2:
             return crops[:2]
-        middle = int(self.rng.integers(1, len(crops) - 1))
+        if around_frame is None:
+            middle = int(self.rng.integers(1, len(crops) - 1))
+        else:
+            nearest = min(range(len(crops)), key=lambda i: abs(crops[i].frame - around_frame))
+            middle = min(max(nearest, 1), len(crops) - 2)
         gap = int(self.rng.integers(1, self.config.max_gap + 1))
         return [crops[max(0, middle - gap)], crops[middle], crops[min(len(crops) - 1, middle + gap)]]
 
@@ -160,8 +192,8 @@ class TripletBatches:
 
         cfg = self.config
         points, boxes, labels = [], [], []
-        for label, key in enumerate(self._instances(), start=1):
-            for entry in self._crops_of(key):
+        for label, (key, around_frame) in enumerate(self._instances(), start=1):
+            for entry in self._crops_of(key, around_frame):
                 image_bgr = cv2.imdecode(np.frombuffer(entry.image_jpeg, np.uint8), cv2.IMREAD_COLOR)
                 categories = cv2.imdecode(np.frombuffer(entry.categories_png, np.uint8), cv2.IMREAD_UNCHANGED)
                 if cfg.augment:
