@@ -213,6 +213,19 @@ def cmd_run(args: argparse.Namespace, ros_args: list[str]) -> int:
     return 0
 
 
+def run_command_line(params_file: str, namespaces: list[str], ros_args: list[str]) -> list[str]:
+    """The ``mots-ros run`` command that starts one node per namespace in one process.
+
+    The nodes share each network and batch frames that arrive together; ``ros_args`` (parameters
+    ``-p``, remappings ``-r`` of relative names) apply to every node, each in its own namespace.
+    ``launch/mots.launch.py shared_process:=true`` starts this.
+    """
+    command = ["mots-ros", "run", "--params-file", params_file]
+    for namespace in namespaces:
+        command += ["--namespace", namespace]
+    return command + (["--ros-args", *ros_args] if ros_args else [])
+
+
 def _ros_args(extra: list[str]) -> list[str]:
     return extra[1:] if extra[:1] == ["--ros-args"] else extra
 

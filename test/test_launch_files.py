@@ -71,8 +71,8 @@ def test_cli_commands_they_run_exist(launch_tree):
     subcommands = parser._subparsers._group_actions[0].choices
     for call in _calls(launch_tree, "ExecuteProcess"):
         words = [w for w in _strings(_keyword(call, "cmd")) if w not in (".txt",)]
-        if words[0] != "mots-ros":
-            continue
+        if not words or words[0] != "mots-ros":
+            continue  # built by a function (checked below) or not ours
         command = subcommands[words[1]]
         flags = {s for action in command._actions for s in action.option_strings}
         for word in words[2:]:
@@ -84,3 +84,27 @@ def test_launch_arguments_they_read_are_declared(launch_tree):
     declared = {c.args[0].value for c in _calls(launch_tree, "DeclareLaunchArgument")}
     used = {c.args[0].value for c in _calls(launch_tree, "LaunchConfiguration")}
     assert used <= declared, used - declared
+
+
+def test_names_they_import_from_the_package_exist(launch_tree):
+    import importlib
+
+    for node in ast.walk(launch_tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mots_ros"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+
+
+def test_the_shared_process_command_is_a_valid_mots_ros_run():
+    from mots_ros.cli import run_command_line
+
+    command = run_command_line("config/car.yaml", ["front", "rear"], ["-p", "node.mode:=replay", "-r", "image:=image_raw"])
+    assert command[0] == "mots-ros"
+    split = command.index("--ros-args")
+    args = build_parser().parse_args(command[1:split])
+    assert args.command == "run" and args.namespace == ["front", "rear"] and str(args.params_file) == "config/car.yaml"
+    assert command[split + 1 :] == ["-p", "node.mode:=replay", "-r", "image:=image_raw"]
+    assert "--ros-args" not in run_command_line("config/car.yaml", ["front"], [])
+    launch_file = (REPO / "launch" / "mots.launch.py").read_text()
+    assert "run_command_line(" in launch_file and '"shared_process"' in launch_file

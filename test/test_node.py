@@ -41,7 +41,7 @@ def write_params(path, models, **node):
 class Client:
     """This test's side of the DDS conversation, on its own rclpy Context."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, image_topic: str = "image"):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("test_client", context=self.context)
@@ -52,7 +52,7 @@ class Client:
         ns = f"/{namespace}"
         self.node.create_subscription(TrackedInstanceArray, f"{ns}/tracks", self._store(self.tracks), RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._store(self.diagnostics), 10)
-        self.image = self.node.create_publisher(Image, f"{ns}/image", RELIABLE)
+        self.image = self.node.create_publisher(Image, f"{ns}/{image_topic}", RELIABLE)
         self.compressed = self.node.create_publisher(CompressedImage, f"{ns}/image/compressed", RELIABLE)
         self.flow = self.node.create_publisher(Image, f"{ns}/flow", RELIABLE)
         self.reset = self.node.create_client(Trigger, f"{ns}/mots_node/reset")
@@ -236,8 +236,12 @@ def test_invalid_parameter_is_refused_at_configure_and_the_node_stays_up(tiny_mo
 
 
 def test_cameras_of_one_process_share_networks_and_track_as_alone(tmp_path):
-    """Two namespaces in one `mots-ros run`: one network load, batched rounds, each camera's own tracks."""
+    """Two namespaces in one `mots-ros run`: one network load, batched rounds, each camera's own tracks.
+
+    The command is the one `mots.launch.py shared_process:=true` starts, image remapping included.
+    """
     from conftest import REPO
+    from mots_ros.cli import run_command_line
     from mots_ros.config import load_config
     from mots_ros.datatypes import Frame
     from mots_ros.pipeline import MotsPipeline
@@ -247,17 +251,17 @@ def test_cameras_of_one_process_share_networks_and_track_as_alone(tmp_path):
     frames = 3
     params = REPO / "config" / "car.yaml"
     settings = {"node.mode": "replay", "node.batch_window_s": 0.5, "inference.cache_dir": str(tmp_path / "cache")}
-    ros_args = [arg for key, value in settings.items() for arg in ("-p", f"{key}:={value}")]
-    process = Process(["run", "--params-file", str(params), "--namespace", "front", "--namespace", "rear",
-                       "--ros-args", *ros_args], tmp_path / "node.log")
+    ros_args = [arg for key, value in settings.items() for arg in ("-p", f"{key}:={value}")] + ["-r", "image:=camera_image"]
+    command = run_command_line(str(params), ["front", "rear"], ros_args)
+    process = Process(command[1:], tmp_path / "node.log")
     images = {name: [f.image_rgb for f in DrivingScene(DrivingConfig(frames=frames, seed=seed)).frames()]
               for name, seed in (("front", 920), ("rear", 921))}
     clients = {}
     try:
-        assert process.wait_for_output("active: listening on /rear/image", 120), process.output()
-        assert process.wait_for_output("active: listening on /front/image", 10), process.output()
+        assert process.wait_for_output("active: listening on /rear/camera_image", 120), process.output()
+        assert process.wait_for_output("active: listening on /front/camera_image", 10), process.output()
         assert process.output().count("(shared)") >= 4, process.output()  # both networks, both nodes
-        clients = {name: Client(name) for name in images}
+        clients = {name: Client(name, image_topic="camera_image") for name in images}
         for client in clients.values():
             client.wait_for_node()
         for index in range(frames):
