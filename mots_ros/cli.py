@@ -187,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             steps=args.steps, lr=args.lr or 2e-3, instances_per_step=args.instances_per_step,
             foreground_points=args.points[0], environment_points=args.points[1], balanced=args.balanced,
             shuffle_group=args.shuffle_group,
-            parts=args.parts, aligned_scales=args.align_scales, diversity_weight=args.diversity_weight, augment=args.augment,
+            parts=args.parts, aligned_scales=args.align_scales or args.fuse_scales, scale_flow=not args.fuse_scales,
+            diversity_weight=args.diversity_weight, augment=args.augment,
             held_out_identities=args.held_out_identities, init=args.init, resume=args.resume, seed=args.seed, threads=args.threads or 0,
             average_from=args.average_from,
         )
@@ -497,6 +498,8 @@ def _add_train_command(sub) -> None:
     embedding.add_argument("--parts", type=int, default=0, help="FineTrack part heads beside the global embedding (0: published)")
     embedding.add_argument("--align-scales", action="store_true",
                            help="part heads attend over flow-aligned multi-depth point features (needs --parts)")
+    embedding.add_argument("--fuse-scales", action="store_true",
+                           help="as --align-scales, but the depths are merged without alignment (ablation)")
     embedding.add_argument("--diversity-weight", type=float, default=0.1, help="weight of the part heads' diversity loss")
     embedding.add_argument("--augment", action="store_true", help="colour and scale jitter and cut-out occlusions on crops")
     train.add_argument("--held-out-identities", type=float, default=0.0, metavar="FRACTION",

@@ -123,8 +123,15 @@ def test_aligned_scales_leave_the_global_embedding_published_and_export_with_par
     points, boxes = torch.randn(3, 1500, 8), torch.rand(3, 4)
     with torch.no_grad():
         assert torch.equal(aligned(points, boxes)[:, :32], published(points, boxes))
-    assert network_options_in_state_dict(aligned.state_dict()) == {"parts": 2, "aligned_scales": True}
+    assert network_options_in_state_dict(aligned.state_dict()) == {"parts": 2, "aligned_scales": True, "scale_flow": True}
     assert network_options_in_state_dict(published.state_dict()) == {"parts": 0, "aligned_scales": False}
+    fused = PointTrackNet(parts=2, aligned_scales=True, scale_flow=False)  # the same merge without alignment
+    assert network_options_in_state_dict(fused.state_dict()) == {"parts": 2, "aligned_scales": True, "scale_flow": False}
+    assert set(fused.state_dict()) == {k for k in aligned.state_dict() if ".aligned_scales.flow." not in k}
+    fused.load_state_dict(aligned.state_dict(), strict=False)
+    with torch.no_grad():
+        fused_out = fused.eval()(points, boxes)
+    assert torch.equal(fused_out[:, :32], published(points, boxes)) and not torch.equal(fused_out, aligned(points, boxes))
     path = tmp_path / "aligned.pth"
     save_checkpoint(aligned, path, build={"model": "PointTrackNet", "parts": 2, "aligned_scales": True})
     loaded = build_embedding_network(path).eval()

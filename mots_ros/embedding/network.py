@@ -111,14 +111,16 @@ class AlignedScales(nn.Module):
     (FineTrack's "semantic flow"), and the deeper level is read at the displaced positions
     (:func:`resample_points`). The displacement layers start at zero, so training starts from a
     plain per-point FPN. The parts attend over the result; the global embedding never sees it.
+    With ``flow=False`` the levels are merged point by point without any displacement: the
+    same fusion without alignment, for ablations.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (128, 256, 512), out_channels: int = 256):
+    def __init__(self, channels: tuple[int, ...] = (128, 256, 512), out_channels: int = 256, flow: bool = True):
         super().__init__()
         self.out_channels = out_channels
         self.lateral = nn.ModuleList(_conv(c, out_channels) for c in channels)
-        self.flow = nn.ModuleList(_conv(2 * out_channels, 2) for _ in channels[:-1])
-        for layer in self.flow:
+        self.flow = nn.ModuleList(_conv(2 * out_channels, 2) for _ in channels[:-1]) if flow else None
+        for layer in self.flow or []:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -127,6 +129,9 @@ class AlignedScales(nn.Module):
         merged = self.lateral[-1](levels[-1])
         for depth in reversed(range(len(levels) - 1)):
             shallow = self.lateral[depth](levels[depth])
+            if self.flow is None:
+                merged = shallow + merged
+                continue
             displacement = self.flow[depth](torch.cat([shallow, merged], 1))
             merged = shallow + resample_points(merged, positions, positions + displacement)
         return F.leaky_relu(merged)
@@ -140,7 +145,8 @@ class PointFeatureNet(nn.Module):
     instead of the last point features.
     """
 
-    def __init__(self, embedding_dim: int = EMBEDDING_DIM, parts: int = 0, aligned_scales: bool = False):
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM, parts: int = 0, aligned_scales: bool = False,
+                 scale_flow: bool = True):
         super().__init__()
         # Registration order matters only for readability of state dicts; it follows the official one.
         self.borderConv = EnvironmentBranch()
@@ -156,7 +162,7 @@ class PointFeatureNet(nn.Module):
         self.last_emb = nn.Sequential(nn.Linear(960, 256), nn.LeakyReLU(), nn.Linear(256, embedding_dim))
         if aligned_scales and parts <= 0:
             raise ValueError("aligned_scales feeds the part heads, so it needs parts > 0")
-        self.aligned_scales = AlignedScales() if aligned_scales else None
+        self.aligned_scales = AlignedScales(flow=scale_flow) if aligned_scales else None
         part_channels = self.aligned_scales.out_channels if self.aligned_scales is not None else 512
         self.parts = PartModule(parts, part_channels, embedding_dim) if parts > 0 else None
 
@@ -211,6 +217,7 @@ class PointTrackNet(nn.Module):
         num_foreground_points: how many leading points of each cloud are foreground (1000 published).
         parts: FineTrack part embeddings (:class:`PartModule`); 0 = the published network exactly.
         aligned_scales: the parts attend over flow-aligned multi-depth features (:class:`AlignedScales`).
+        scale_flow: with ``aligned_scales``, False merges the depths without the learned displacement.
 
     ``forward(points, boxes)``:
         points: ``(K, Nf + Ne, 8) float32`` clouds from :func:`mots_ros.embedding.sample_points`:
@@ -222,10 +229,10 @@ class PointTrackNet(nn.Module):
     """
 
     def __init__(self, num_foreground_points: int = NUM_FOREGROUND_POINTS, parts: int = 0,
-                 aligned_scales: bool = False):
+                 aligned_scales: bool = False, scale_flow: bool = True):
         super().__init__()
         self.num_foreground_points = int(num_foreground_points)
-        self.point_feat = PointFeatureNet(parts=parts, aligned_scales=aligned_scales)
+        self.point_feat = PointFeatureNet(parts=parts, aligned_scales=aligned_scales, scale_flow=scale_flow)
 
     @property
     def parts(self) -> int:
@@ -264,4 +271,7 @@ def parts_in_state_dict(state_dict: dict) -> int:
 def network_options_in_state_dict(state_dict: dict) -> dict:
     """The ``PointTrackNet`` keyword arguments that rebuild the network of a state dict."""
     aligned = any(".aligned_scales." in key for key in state_dict)
-    return {"parts": parts_in_state_dict(state_dict), "aligned_scales": aligned}
+    options = {"parts": parts_in_state_dict(state_dict), "aligned_scales": aligned}
+    if aligned:
+        options["scale_flow"] = any(".aligned_scales.flow." in key for key in state_dict)
+    return options

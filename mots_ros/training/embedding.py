@@ -60,6 +60,7 @@ class EmbeddingTrainingConfig(TrainingSettings):
     margin: float = 0.2
     parts: int = 0  # FineTrack part heads; 0 = the published network
     aligned_scales: bool = False  # parts attend over flow-aligned multi-depth point features
+    scale_flow: bool = True  # False: merge the depths without alignment (ablation)
     diversity_weight: float = 0.1
     augment: bool = False
     held_out_identities: float = 0.0  # share of identities kept for calibration, never trained on
@@ -250,7 +251,7 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
         raise ConfigError("aligned scales (--align-scales) feed the part heads, so they need parts (--parts) > 0")
     device = set_up(config)
     model = PointTrackNet(num_foreground_points=config.foreground_points, parts=config.parts,
-                          aligned_scales=config.aligned_scales)
+                          aligned_scales=config.aligned_scales, scale_flow=config.scale_flow)
     if config.init and config.parts:
         # A published (or global-only) checkpoint starts the shared layers; the part heads start fresh.
         published = PointTrackNet(num_foreground_points=config.foreground_points)
@@ -262,7 +263,7 @@ def train_embedding(config: EmbeddingTrainingConfig, *, progress: bool = True) -
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     milestones = (int(config.steps * 0.6), int(config.steps * 0.9))  # spec: epochs 20 and 30 of 34
     build = {"model": "PointTrackNet", "class_id": config.class_id, "parts": config.parts,
-             "aligned_scales": config.aligned_scales,
+             "aligned_scales": config.aligned_scales, "scale_flow": config.scale_flow,
              "trained_points": [config.foreground_points, config.environment_points],
              "held_out_identities": config.held_out_identities}
     run = TrainingRun("embedding", config, model, optimizer, build, progress=progress)
