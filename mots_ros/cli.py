@@ -496,10 +496,11 @@ def _add_train_command(sub) -> None:
     embedding.add_argument("--shuffle-group", action="store_true",
                            help="FineTrack's shuffle-group sampling: instances in groups of one frame's people")
     embedding.add_argument("--parts", type=int, default=0, help="FineTrack part heads beside the global embedding (0: published)")
-    embedding.add_argument("--align-scales", action="store_true",
-                           help="part heads attend over flow-aligned multi-depth point features (needs --parts)")
-    embedding.add_argument("--fuse-scales", action="store_true",
-                           help="as --align-scales, but the depths are merged without alignment (ablation)")
+    scales = embedding.add_mutually_exclusive_group()
+    scales.add_argument("--align-scales", action="store_true",
+                        help="part heads attend over flow-aligned multi-depth point features (needs --parts)")
+    scales.add_argument("--fuse-scales", action="store_true",
+                        help="as --align-scales, but the depths are merged without alignment (ablation)")
     embedding.add_argument("--diversity-weight", type=float, default=0.1, help="weight of the part heads' diversity loss")
     embedding.add_argument("--augment", action="store_true", help="colour and scale jitter and cut-out occlusions on crops")
     train.add_argument("--held-out-identities", type=float, default=0.0, metavar="FRACTION",

@@ -162,7 +162,7 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
         for layer in last_layers:
             layer.weight.mul_(scale)
             layer.bias.mul_(scale)
-    save_checkpoint(model, out, build={"model": "PointTrackNet", "embedding_scale": earlier_scale * scale, "parts": model.parts,
-                                              "aligned_scales": model.aligned_scales},
-                    extra=extra)
+    build = {"model": "PointTrackNet", "embedding_scale": earlier_scale * scale, "parts": model.parts,
+             "aligned_scales": model.aligned_scales}
+    save_checkpoint(model, out, build=build, extra=extra)
     return out

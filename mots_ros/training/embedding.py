@@ -16,7 +16,8 @@ the ones association must tell apart, rather than strangers from anywhere in the
 ``parts`` > 0 trains FineTrack-style part embeddings beside the global one: the triplet loss on
 each part too (averaged over parts), plus ``diversity_weight`` times the heads' attention overlap.
 ``aligned_scales`` lets the parts attend over flow-aligned multi-depth point features
-(:class:`mots_ros.embedding.network.AlignedScales`). ``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
+(:class:`mots_ros.embedding.network.AlignedScales`; ``scale_flow=False`` merges them unaligned).
+``augment`` adds colour jitter, scale jitter and cut-out occlusions to every crop.
 
 ``held_out_identities`` (a fraction) keeps that share of the identities out of the database
 (:func:`mots_ros.training.data.is_held_out_identity`), so the distance scale can be calibrated on
@@ -34,8 +35,8 @@ import torch
 
 from mots_ros.checkpoints import load_checkpoint
 from mots_ros.embedding.network import PointTrackNet
-from mots_ros.errors import ConfigError
 from mots_ros.embedding.points import BOX_NORMALISER, sample_points
+from mots_ros.errors import ConfigError
 from mots_ros.training.data import AnnotatedDataset, is_held_out_identity
 from mots_ros.training.losses import batch_hard_triplet_loss, part_diversity_loss
 from mots_ros.training.run import TrainingRun, TrainingSettings, set_up
