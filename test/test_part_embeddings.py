@@ -31,6 +31,16 @@ def test_parts_leave_the_published_network_and_its_keys_unchanged():
     assert published.parts == 0 and with_parts.parts == 4 and parts_in_state_dict(with_parts.state_dict()) == 4
 
 
+def assert_onnx_parity_for_any_instance_count(model, onnx_path):
+    backend = OnnxRuntimeBackend(onnx_path)
+    for count in (1, 7):
+        points, boxes = torch.randn(count, 1500, 8), torch.rand(count, 4)
+        with torch.no_grad():
+            expected = model(points, boxes).numpy()
+        result = backend.run(points.numpy(), boxes.numpy())
+        assert result.shape == (count, 96) and max_relative_error(expected, result) < 1e-4
+
+
 def test_part_checkpoint_loads_and_exports_with_parity_and_any_instance_count(tmp_path):
     torch.manual_seed(1)
     model = PointTrackNet(parts=2).eval()
@@ -40,13 +50,7 @@ def test_part_checkpoint_loads_and_exports_with_parity_and_any_instance_count(tm
     assert loaded.parts == 2
     onnx_path = export_embedding(loaded, tmp_path / "parts.onnx")
     assert onnx_metadata(onnx_path)["parts"] == "2"
-    backend = OnnxRuntimeBackend(onnx_path)
-    for count in (1, 7):
-        points, boxes = torch.randn(count, 1500, 8), torch.rand(count, 4)
-        with torch.no_grad():
-            expected = loaded(points, boxes).numpy()
-        result = backend.run(points.numpy(), boxes.numpy())
-        assert result.shape == (count, 96) and max_relative_error(expected, result) < 1e-4
+    assert_onnx_parity_for_any_instance_count(loaded, onnx_path)
 
 
 def instance(embedding):
@@ -138,13 +142,7 @@ def test_aligned_scales_leave_the_global_embedding_published_and_export_with_par
     assert loaded.aligned_scales and loaded.parts == 2
     onnx_path = export_embedding(loaded, tmp_path / "aligned.onnx")
     assert onnx_metadata(onnx_path)["aligned_scales"] == "1"
-    backend = OnnxRuntimeBackend(onnx_path)
-    for count in (1, 7):
-        points, boxes = torch.randn(count, 1500, 8), torch.rand(count, 4)
-        with torch.no_grad():
-            expected = loaded(points, boxes).numpy()
-        result = backend.run(points.numpy(), boxes.numpy())
-        assert result.shape == (count, 96) and max_relative_error(expected, result) < 1e-4
+    assert_onnx_parity_for_any_instance_count(loaded, onnx_path)
 
 
 def test_aligned_scales_without_parts_are_refused_with_a_clear_error(tmp_path):
