@@ -150,6 +150,7 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
     import torch
 
     from mots_ros.checkpoints import read_checkpoint, save_checkpoint
+    from mots_ros.embedding.network import network_options_in_state_dict
     from mots_ros.model_files import build_embedding_network
 
     _, metadata = read_checkpoint(checkpoint)
@@ -162,7 +163,8 @@ def fold_scale(checkpoint: Path, out: Path, scale: float, extra: dict) -> Path:
         for layer in last_layers:
             layer.weight.mul_(scale)
             layer.bias.mul_(scale)
-    build = {"model": "PointTrackNet", "embedding_scale": earlier_scale * scale, "parts": model.parts,
-             "aligned_scales": model.aligned_scales}
+    # The network options come from the weights themselves, so a new option needs no entry here.
+    build = {"model": "PointTrackNet", "embedding_scale": earlier_scale * scale,
+             **network_options_in_state_dict(model.state_dict())}
     save_checkpoint(model, out, build=build, extra=extra)
     return out
