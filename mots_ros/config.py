@@ -145,6 +145,10 @@ class InferenceConfig:
     openvino_device: str = _option("CPU", "OpenVINO device name for backend openvino (CPU, GPU, NPU, AUTO, ...)")
     calibration_images: str = _option("", "folder of your camera's frames for int8 calibration; empty when not using int8")
     cache_dir: str = _option("~/.cache/mots_ros", "where exported ONNX files and TensorRT engines are cached")
+    postprocessing: str = _option("host", "where clustering, point sampling and RLE runs are computed: host (numpy) "
+                                  "or device (torch, where the torch backend ran the segmentation network, so that "
+                                  "on a GPU only run lengths, boxes and embeddings come back)",
+                                  choices=("host", "device"))
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,19 @@ class MultiCameraPipeline:
                 works[name] = pipeline.begin(frame)
             except MotsError as err:
                 problems[name] = err
+        # Post-processing on the device goes one camera at a time; the host path batches the networks.
+        results: dict[str, FrameResult] = {}
+        for name in [name for name in works if self.cameras[name].postprocessing_on_device]:
+            try:
+                results[name] = self.cameras[name].process_on_device(works.pop(name))
+            except MotsError as err:
+                problems[name] = err
         segmentations = self._segment(works, problems)
         clouds = {name: self.cameras[name].sample_points(works[name], segmentation)
                   for name, segmentation in segmentations.items()}
         embeddings = self._embed(works, clouds)
-        results = {name: self.cameras[name].finish(works[name], segmentations[name], clouds[name], embeddings.get(name))
-                   for name in segmentations}
+        results.update({name: self.cameras[name].finish(works[name], segmentations[name], clouds[name],
+                                                        embeddings.get(name)) for name in segmentations})
         return results, problems
 
     def _segment(self, works: dict[str, FrameWork], problems: dict[str, MotsError]) -> dict[str, Segmentation]:

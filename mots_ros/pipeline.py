@@ -29,8 +29,9 @@ from mots_ros.cues import cues_need_embeddings
 from mots_ros.datatypes import Frame, FrameResult, Instance
 from mots_ros.embedding.embedder import Embedder
 from mots_ros.embedding.points import PointClouds
+from mots_ros.errors import ConfigError
 from mots_ros.images import DEFAULT_MAX_PIXELS, check_image, flow_problem
-from mots_ros.masks import encode_label_map, label_boxes
+from mots_ros.masks import Rle, encode_label_map, label_boxes, rle_from_runs
 from mots_ros.optical_flow import DisFlow
 from mots_ros.segmenters import Segmentation, Segmenter, create_segmenter
 from mots_ros.tracker import Tracker
@@ -50,6 +51,9 @@ class MotsPipeline:
         flow_source: ``topic`` (a frame's own flow), ``dis`` (computed by ``dis`` when a frame
             has none) or ``none`` (flow is ignored).
         dis: the DIS flow of ``flow_source: dis``.
+        postprocessing_on_device: cluster, sample points and find the masks' runs with torch where
+            the segmentation network ran (``inference.postprocessing: device``); the segmenter must
+            have ``segment_on_device`` (SpatialEmbedding on the torch backend).
     """
 
     def __init__(
@@ -61,15 +65,21 @@ class MotsPipeline:
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
         flow_source: str = "topic",
         dis: DisFlow | None = None,
+        postprocessing_on_device: bool = False,
     ):
         if flow_source == "dis" and dis is None:
             dis = DisFlow()
+        if postprocessing_on_device and not getattr(segmenter, "runs_on_device", False):
+            raise ConfigError(f"inference.postprocessing device needs segmentation.kind spatial_embedding on the torch "
+                              f"backend, not {getattr(segmenter, 'backend_name', None) or segmenter.name}; use "
+                              "inference.postprocessing host")
         self.segmenter = segmenter
         self.embedder = embedder
         self.tracker = tracker
         self.max_image_pixels = max_image_pixels
         self.flow_source = flow_source
         self.dis = dis if flow_source == "dis" else None
+        self.postprocessing_on_device = postprocessing_on_device
 
     @classmethod
     def from_config(cls, config: Config, *, segmenter: Segmenter | None = None,
@@ -92,7 +102,8 @@ class MotsPipeline:
         if segmenter is None:
             segmenter = create_segmenter(resolve_auto(config, "segmentation"))
         return cls(segmenter, embedder, tracker, max_image_pixels=config.node.max_image_pixels,
-                   flow_source=config.flow.source, dis=dis)
+                   flow_source=config.flow.source, dis=dis,
+                   postprocessing_on_device=config.inference.postprocessing == "device")
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -135,6 +146,8 @@ class MotsPipeline:
                 refuses it. The pipeline's state is unchanged, so the caller can log it and go on.
         """
         work = self.begin(frame)
+        if self.postprocessing_on_device:
+            return self.process_on_device(work)
         segmentation = self.segmenter.segment(frame.image_rgb)
         clouds = self.sample_points(work, segmentation)
         embeddings = None
@@ -142,6 +155,37 @@ class MotsPipeline:
             with work.clock("embedding_network"):
                 embeddings = self.embedder.embed(clouds)
         return self.finish(work, segmentation, clouds, embeddings)
+
+    def process_on_device(self, work: FrameWork) -> FrameResult:
+        """:meth:`process` after :meth:`begin`, with the label map kept on the network's device.
+
+        Clustering, point sampling, boxes and the masks' run lengths are computed in torch there
+        (:mod:`mots_ros.segmentation.device_postprocessing`); the host gets run lengths, boxes, ids,
+        scores, pixel counts and embeddings, never the map. On CPU torch the tracks are those of
+        :meth:`process` on the host path (tested).
+        """
+        import torch
+
+        from mots_ros.segmentation.device_postprocessing import column_runs_torch, label_boxes_torch
+
+        frame = work.frame
+        height, width = frame.image_rgb.shape[:2]
+        with torch.inference_mode():
+            segmentation = self.segmenter.segment_on_device(frame.image_rgb)  # type: ignore[attr-defined]
+            work.latency.update(segmentation.latency_ms)
+            ids = segmentation.instance_ids
+            embeddings = np.zeros((ids.size, 0), np.float32)
+            if self.embedder is not None:
+                with work.clock("point_sampling"):
+                    clouds, device_points = self.embedder.sample_on_device(segmentation.labels, frame.image_rgb)
+                with work.clock("embedding_network"):
+                    embeddings = self.embedder.embed(clouds, device_points)
+                boxes = clouds.bboxes
+            else:
+                boxes = label_boxes_torch(segmentation.labels)[1]
+            with work.clock("rle_encoding"):
+                rles = [rle_from_runs(runs, height, width) for runs in column_runs_torch(segmentation.labels, ids.tolist())]
+        return self._track(work, segmentation.class_ids, segmentation.scores, rles, boxes, embeddings, instance_map=None)
 
     # The phases of process(), public so that MultiCameraPipeline can batch the networks between them.
 
@@ -183,8 +227,6 @@ class MotsPipeline:
     def finish(self, work: FrameWork, segmentation: Segmentation, clouds: PointClouds | None,
                embeddings: np.ndarray | None) -> FrameResult:
         """Encodes the masks, associates them with the tracks and builds the frame's result."""
-        frame, latency = work.frame, work.latency
-        height, width = frame.image_rgb.shape[:2]
         labels, instance_ids = segmentation.labels, segmentation.instance_ids
         if clouds is not None and embeddings is not None:
             boxes = clouds.bboxes
@@ -193,12 +235,20 @@ class MotsPipeline:
             embeddings = np.zeros((instance_ids.size, 0), np.float32)
         with work.clock("rle_encoding"):
             rles = encode_label_map(labels, instance_ids.tolist())
+        return self._track(work, segmentation.class_ids, segmentation.scores, rles, boxes, embeddings,
+                           instance_map=_instance_index_map(labels, instance_ids))
+
+    def _track(self, work: FrameWork, class_ids: np.ndarray, scores: np.ndarray, rles: list[Rle], boxes: np.ndarray,
+               embeddings: np.ndarray, instance_map: np.ndarray | None) -> FrameResult:
+        """Associates the frame's instances with the tracks and builds its result."""
+        frame, latency = work.frame, work.latency
+        height, width = frame.image_rgb.shape[:2]
         instances = [
             Instance(
                 rle=rles[i],
                 bbox=(int(boxes[i][0]), int(boxes[i][1]), int(boxes[i][2]), int(boxes[i][3])),
-                class_id=int(segmentation.class_ids[i]),
-                score=float(segmentation.scores[i]),
+                class_id=int(class_ids[i]),
+                score=float(scores[i]),
                 embedding=embeddings[i],
             )
             for i in range(len(rles))
@@ -215,7 +265,7 @@ class MotsPipeline:
             tracker_epoch=self.tracker.epoch,
             instances=tuple(tracked),
             latency_ms=latency,
-            instance_map=_instance_index_map(labels, instance_ids),
+            instance_map=instance_map,
             active_tracks=len(self.tracker.tracks),
             flow_problem=work.flow_problem,
         )

@@ -74,3 +74,81 @@ def test_point_clouds_are_identical_with_the_same_generator():
     empty, _ = sample_points_torch(torch.zeros((5, 5), dtype=torch.int32), torch.from_numpy(image[:5, :5]),
                                    np.random.default_rng(0))
     assert empty.points.shape == (0, 1500, 8)
+
+
+def test_label_boxes_and_nearest_resize_match_numpy_and_opencv():
+    import cv2
+
+    from mots_ros.masks import label_boxes
+    from mots_ros.segmentation.device_postprocessing import label_boxes_torch, resize_labels_nearest_torch
+
+    labels = random_instance_map(90, 250, 6, np.random.default_rng(12)).astype(np.int32)
+    for expected, found in zip(label_boxes(labels), label_boxes_torch(torch.from_numpy(labels))):
+        np.testing.assert_array_equal(found, expected)
+    assert label_boxes_torch(torch.zeros((4, 4), dtype=torch.int32))[1].shape == (0, 4)
+    for height, width in ((180, 500), (37, 111), (90, 250), (61, 499)):
+        expected = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(resize_labels_nearest_torch(torch.from_numpy(labels), height, width).numpy(), expected)
+
+
+def tracks_of(result):
+    return [(t.track_id, t.rle["counts"], t.bbox, t.class_id, t.score) for t in result.instances]
+
+
+@pytest.fixture(scope="module")
+def drive():
+    return [f.image_rgb for f in DrivingScene(DrivingConfig(height=375, width=1242, frames=6, seed=915)).frames()]
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the car preset: embeddings, DIS flow and the motion cue
+    {"segmentation.input_scale": 0.6},  # the network sees a resized frame; the map is resized back on the device
+    {"tracker.cues": {"mask_iou": {"weight": 1.0}}, "flow.source": "none"},  # no embedder: boxes from the map
+], ids=["car", "input-scale", "iou-only"])
+def test_the_pipeline_tracks_identically_with_postprocessing_on_the_device(drive, overrides):
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.pipeline import MotsPipeline
+
+    config = preset("car").replace(**{"inference.backend": "torch", "inference.device": "cpu", **overrides})
+    on_host = MotsPipeline.from_config(config)
+    on_device = MotsPipeline.from_config(config.replace(**{"inference.postprocessing": "device"}))
+    assert on_device.postprocessing_on_device and not on_host.postprocessing_on_device
+    instances = 0
+    for index, image in enumerate(drive):
+        frame = Frame(image, stamp_ns=index * 100_000_000, frame_index=index)
+        host, device = on_host.process(frame), on_device.process(frame)
+        assert tracks_of(device) == tracks_of(host), index
+        for a, b in zip(device.instances, host.instances):
+            np.testing.assert_allclose(a.embedding, b.embedding, rtol=1e-5, atol=1e-5)
+        assert device.instance_map is None  # the map never came to the host
+        np.testing.assert_array_equal(device.id_image(), host.id_image())
+        assert set(device.latency_ms) == set(on_device.stage_names)
+        instances += len(host.instances)
+    assert instances > 5  # the shipped car model found cars, so the comparison covered them
+
+
+def test_postprocessing_on_the_device_is_refused_for_a_backend_that_cannot_keep_its_output():
+    from mots_ros.config import preset
+    from mots_ros.errors import ConfigError
+    from mots_ros.pipeline import MotsPipeline
+
+    config = preset("car").replace(**{"inference.backend": "onnxruntime", "inference.postprocessing": "device"})
+    with pytest.raises(ConfigError, match="inference.postprocessing device needs .* torch"):
+        MotsPipeline.from_config(config)
+
+
+def test_cameras_with_postprocessing_on_the_device_track_as_alone(drive):
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.multi_camera import MultiCameraPipeline
+    from mots_ros.pipeline import MotsPipeline
+
+    config = preset("car").replace(**{"inference.backend": "torch", "inference.postprocessing": "device"})
+    cameras = MultiCameraPipeline.from_config(config, ["front", "rear"])
+    alone = MotsPipeline.from_config(config)
+    for index, image in enumerate(drive[:3]):
+        frame = Frame(image, stamp_ns=index * 100_000_000, frame_index=index)
+        results, problems = cameras.process({"front": frame, "rear": Frame(image[:, ::-1].copy(), frame.stamp_ns, index)})
+        assert not problems and set(results) == {"front", "rear"}
+        assert tracks_of(results["front"]) == tracks_of(alone.process(frame))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,8 +63,19 @@ class TorchBackend:
         """The output for an ``(N, ...)`` batch of single inputs (the module takes any N)."""
         return self.run(images)
 
-    def run(self, *inputs: np.ndarray) -> np.ndarray:
+    def run(self, *inputs: Any) -> np.ndarray:
+        """The output on the host for numpy inputs, or for tensors already on any device."""
+        return self.run_on_device(*inputs).cpu().numpy()
+
+    def run_on_device(self, *inputs: Any) -> Any:
+        """The float32 output as a tensor left on ``device`` (``inference.postprocessing: device``)."""
         torch = self._torch
         with torch.inference_mode():
-            tensors = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device) for x in inputs]
-            return self.module(*tensors).float().cpu().numpy()
+            tensors = [x.to(self.device, torch.float32) if isinstance(x, torch.Tensor)
+                       else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device) for x in inputs]
+            return self.module(*tensors).float()
+
+    def synchronize(self) -> None:
+        """Waits for the device's queued work, so that a stage's time is its own (CUDA runs asynchronously)."""
+        if self.device.type == "cuda":
+            self._torch.cuda.synchronize(self.device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from mots_ros.backends import InferenceBackend
@@ -39,11 +41,30 @@ class Embedder:
             context_ratio=cfg.context_ratio,
         )
 
-    def embed(self, clouds: PointClouds) -> np.ndarray:
-        """``(K, 32) float32`` embeddings; an empty frame gives ``(0, 32)`` without running the network."""
+    def sample_on_device(self, labels: Any, image_rgb: np.ndarray) -> tuple[PointClouds, Any]:
+        """:meth:`sample` of a label map on a torch device: the clouds, and their points as a tensor there.
+
+        The same generator draws the same points as :meth:`sample` (only pixel counts come to the host).
+        """
+        import torch
+
+        from mots_ros.segmentation.device_postprocessing import sample_points_torch
+
+        cfg = self.config
+        image_bgr = torch.from_numpy(np.ascontiguousarray(image_rgb[..., ::-1])).to(labels.device)
+        return sample_points_torch(labels, image_bgr, self.rng, num_foreground=cfg.num_foreground_points,
+                                   num_environment=cfg.num_environment_points, context_ratio=cfg.context_ratio)
+
+    def embed(self, clouds: PointClouds, device_points: Any = None) -> np.ndarray:
+        """``(K, 32) float32`` embeddings; an empty frame gives ``(0, 32)`` without running the network.
+
+        ``device_points`` (from :meth:`sample_on_device`) is used instead of ``clouds.points`` when
+        the backend takes tensors on its device (torch), so the points never leave it.
+        """
         if clouds.points.shape[0] == 0:
             return np.zeros((0, 32), np.float32)
-        embeddings = self.backend.run(clouds.points, clouds.boxes)
+        on_device = device_points is not None and hasattr(self.backend, "run_on_device")
+        embeddings = self.backend.run(device_points if on_device else clouds.points, clouds.boxes)
         if embeddings.ndim != 2 or embeddings.shape[0] != clouds.points.shape[0]:
             raise InputError(f"embedding network returned shape {embeddings.shape} for {clouds.points.shape[0]} instances")
         return embeddings.astype(np.float32, copy=False)

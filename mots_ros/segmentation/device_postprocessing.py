@@ -220,3 +220,43 @@ def _features_torch(image_bgr: Any, rows: Any, cols: Any, centre_row: Any, centr
     features[..., 3] = ((rows.double() - centre_row[:, None]) / OFFSET_SCALE).float()
     features[..., 4] = ((cols.double() - centre_col[:, None]) / OFFSET_SCALE).float()
     return features
+
+
+def label_boxes_torch(labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mots_ros.masks.label_boxes` of a map on the device: only the ids and boxes come back."""
+    torch = _torch()
+    height, width = labels.shape
+    flat = torch.nonzero(labels.reshape(-1) > 0).reshape(-1)
+    values = labels.reshape(-1)[flat].long()
+    ids = torch.unique(values)
+    if ids.numel() == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    instance = torch.searchsorted(ids, values)
+    rows, cols = flat // width, flat % width
+    k, big = int(ids.numel()), height + width + 1
+
+    def reduce(values: Any, start: int, how: str) -> Any:
+        return torch.full((k,), start, device=labels.device, dtype=torch.long).scatter_reduce(0, instance, values, how)
+
+    boxes = torch.stack([reduce(cols, big, "amin"), reduce(rows, big, "amin"), reduce(cols, -1, "amax"),
+                         reduce(rows, -1, "amax")], 1)
+    return ids.cpu().numpy().astype(np.int64), boxes.cpu().numpy().astype(np.int64)
+
+
+def resize_labels_nearest_torch(labels: Any, height: int, width: int) -> Any:
+    """The map resized as ``cv2.resize(..., INTER_NEAREST)`` resizes it, on the map's device.
+
+    OpenCV's source pixel for each output row and column is read off OpenCV itself (an index ramp
+    resized once), so both paths pick exactly the same pixels.
+    """
+    import cv2
+
+    torch = _torch()
+    source_height, source_width = labels.shape
+
+    def source_indices(source: int, target: int) -> Any:
+        ramp = np.tile(np.arange(source, dtype=np.int32), (2, 1))
+        picked = cv2.resize(ramp, (target, 2), interpolation=cv2.INTER_NEAREST)[0]
+        return torch.from_numpy(picked.astype(np.int64)).to(labels.device)
+
+    return labels[source_indices(source_height, height)][:, source_indices(source_width, width)]

@@ -13,7 +13,7 @@ state) and ``segment(image_rgb)``, and ``reset()`` when the stream restarts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -64,6 +64,26 @@ class Segmentation:
         scores = scores or {}
         return cls(labels, instance_ids, np.array([class_ids[int(i)] for i in instance_ids], np.int64),
                    np.array([scores.get(int(i), 1.0) for i in instance_ids], np.float32), dict(latency_ms or {}))
+
+
+@dataclass(frozen=True)
+class DeviceSegmentation:
+    """A :class:`Segmentation` whose label map stays on the device that ran the network.
+
+    Made with ``inference.postprocessing: device``: ``labels`` is an ``(H, W) int32`` torch tensor
+    on that device, the other fields are the same small host arrays as in :class:`Segmentation`.
+    """
+
+    labels: Any
+    instance_ids: np.ndarray
+    class_ids: np.ndarray
+    scores: np.ndarray
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def on_host(self) -> Segmentation:
+        """The same segmentation with the map copied to the host, for code that needs numpy."""
+        return Segmentation(self.labels.cpu().numpy(), self.instance_ids, self.class_ids, self.scores,
+                            dict(self.latency_ms))
 
 
 @runtime_checkable

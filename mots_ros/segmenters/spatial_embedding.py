@@ -12,9 +12,9 @@ import numpy as np
 from mots_ros.backends import InferenceBackend, create_backend
 from mots_ros.config import Config, SegmentationConfig
 from mots_ros.datatypes import Frame
-from mots_ros.errors import InputError
+from mots_ros.errors import BackendError, InputError
 from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scores
-from mots_ros.segmenters import Segmentation
+from mots_ros.segmenters import DeviceSegmentation, Segmentation
 
 MAX_CALIBRATION_IMAGES = 200
 #: Said whenever the shipped car model runs: it has only seen synthetic streets.
@@ -192,12 +192,15 @@ class SpatialEmbeddingSegmenter:
                                                  "clustering": (time.perf_counter() - started) * 1e3}))
         return results
 
+    def _min_pixel(self) -> int:
+        """min_pixel counts frame pixels; a resized frame has input_scale² as many."""
+        cfg = self.config
+        return cfg.min_pixel if cfg.input_scale == 1.0 else round(cfg.min_pixel * cfg.input_scale**2)
+
     def cluster(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, instance_ids, scores)`` of a raw output (spec §3.2)."""
         cfg = self.config
-        # min_pixel counts frame pixels; a resized frame has input_scale² as many
-        min_pixel = cfg.min_pixel if cfg.input_scale == 1.0 else round(cfg.min_pixel * cfg.input_scale**2)
-        labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, min_pixel, cfg.n_sigma)
+        labels, centre_scores = cluster_with_scores(raw, cfg.seed_threshold, self._min_pixel(), cfg.n_sigma)
         # Ids still present (later proposals may overwrite earlier ones); bincount beats sorting the map.
         instance_ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=centre_scores.size + 1)[1:]) + 1
         return labels, instance_ids, centre_scores[instance_ids - 1] if instance_ids.size else centre_scores
@@ -213,3 +216,43 @@ class SpatialEmbeddingSegmenter:
         return Segmentation(labels, instance_ids, np.full(instance_ids.size, self.config.class_id, np.int64), scores,
                             {"segmentation_network": (clustering_started - started) * 1e3,
                              "clustering": (finished - clustering_started) * 1e3})
+
+    @property
+    def runs_on_device(self) -> bool:
+        """Whether the backend can leave its output on its device (torch), for :meth:`segment_on_device`."""
+        return hasattr(self.backend, "run_on_device")
+
+    def segment_on_device(self, image_rgb: np.ndarray) -> DeviceSegmentation:
+        """:meth:`segment` with the clustering done in torch where the network ran; the map stays there.
+
+        On CPU torch it gives the same map, ids and scores as :meth:`segment` (tested), so the
+        choice of ``inference.postprocessing`` never changes tracks.
+        """
+        from mots_ros.segmentation.device_postprocessing import cluster_with_scores_torch, resize_labels_nearest_torch
+
+        if not self.runs_on_device:
+            raise BackendError(f"inference.postprocessing device needs the torch backend, but {self.backend_name} runs "
+                               "the segmentation network; use inference.postprocessing host")
+        cfg = self.config
+        started = time.perf_counter()
+        network_image = self._network_image(image_rgb)
+        height, width = network_image.shape[:2]
+        network_input = to_network_input(network_image, *self.input_size(height, width))
+        output = self.backend.run_on_device(network_input)  # type: ignore[attr-defined]
+        if output.ndim != 4 or output.shape[0] != 1 or tuple(output.shape[2:]) != network_input.shape[2:]:
+            raise InputError(f"segmentation network returned shape {tuple(output.shape)} for input {network_input.shape}")
+        self.backend.synchronize()  # type: ignore[attr-defined]
+        clustering_started = time.perf_counter()
+        labels, centre_scores = cluster_with_scores_torch(output[0, :, :height, :width], cfg.seed_threshold,
+                                                          self._min_pixel(), cfg.n_sigma)
+        # Ids still present, as cluster() finds them: only the K counts come to the host.
+        counts = labels.reshape(-1).long().bincount(minlength=int(centre_scores.numel()) + 1)[1:].cpu().numpy()
+        instance_ids = np.flatnonzero(counts) + 1
+        scores = centre_scores.cpu().numpy()
+        scores = scores[instance_ids - 1] if instance_ids.size else scores
+        if tuple(labels.shape) != image_rgb.shape[:2]:
+            labels = resize_labels_nearest_torch(labels, *image_rgb.shape[:2])
+        finished = time.perf_counter()
+        return DeviceSegmentation(labels, instance_ids, np.full(instance_ids.size, cfg.class_id, np.int64), scores,
+                                  {"segmentation_network": (clustering_started - started) * 1e3,
+                                   "clustering": (finished - clustering_started) * 1e3})
