@@ -480,6 +480,67 @@ def _torch_postprocessing_timings(device: str, raw: np.ndarray, labels: np.ndarr
             f"rle_runs_torch_{device}": timed(lambda: column_runs_torch(labels_t, ids))}
 
 
+def whole_frame_timings(repeats: int, threads: int, width: float = 1.0) -> dict[str, dict]:
+    """The whole frame through :class:`~mots_ros.pipeline.MotsPipeline` on torch, per device here, post-processing on the host and on the device.
+
+    The segmentation network (width ``width``, random weights) runs for its cost, and the
+    clustering then gets the benchmark frame's ideal output, so every stage works on 10 real
+    instances. A row's ``median_ms`` is the wall time of ``process()``, decode excluded.
+    """
+    import torch
+
+    from mots_ros.backends.torch_backend import TorchBackend
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.embedding.embedder import Embedder
+    from mots_ros.embedding.network import PointTrackNet
+    from mots_ros.pipeline import MotsPipeline
+    from mots_ros.segmentation.network import SpatialEmbeddingNet
+    from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter
+    from mots_ros.tracker import Tracker
+
+    class NetworkWithFixedOutput(torch.nn.Module):
+        """Runs the network for its cost, then returns the fixed output (padded to the input's size)."""
+
+        def __init__(self, network: torch.nn.Module, raw: np.ndarray):
+            super().__init__()
+            self.network = network
+            self.register_buffer("raw", torch.from_numpy(raw))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            self.network(images)
+            output = torch.zeros((images.shape[0], self.raw.shape[0], *images.shape[2:]), device=images.device)
+            output[:, :, : self.raw.shape[1], : self.raw.shape[2]] = self.raw
+            return output
+
+    torch.manual_seed(0)
+    image, _, raw = benchmark_frame(np.random.default_rng(0))
+    config = preset("car")
+    rows: dict[str, dict] = {}
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        network = NetworkWithFixedOutput(SpatialEmbeddingNet(width=width), raw)
+        segmentation_backend = TorchBackend(network, device=device, num_threads=threads)
+        embedding_backend = TorchBackend(PointTrackNet(), device=device, num_threads=threads)
+        for where in ("host", "device"):
+            pipeline = MotsPipeline(SpatialEmbeddingSegmenter(segmentation_backend, config.segmentation),
+                                    Embedder(embedding_backend, config.embedding), Tracker(config.tracker),
+                                    postprocessing_on_device=where == "device")
+            frame_ms: list[float] = []
+            stages: dict[str, list[float]] = {}
+            for index in range(repeats + 2):  # two warm-up frames (CUDA kernels, allocator)
+                started = time.perf_counter()
+                result = pipeline.process(Frame(image, stamp_ns=index * 100_000_000, frame_index=index))
+                if index >= 2:
+                    frame_ms.append((time.perf_counter() - started) * 1e3)
+                    for stage, value in result.latency_ms.items():
+                        stages.setdefault(stage, []).append(value)
+            rows[f"frame_torch_{device}_postprocessing_{where}"] = {
+                "median_ms": float(np.median(frame_ms)), "p95_ms": float(np.percentile(frame_ms, 95)), "runs": repeats,
+                "instances": len(result.instances), "width": width,
+                "stages_median_ms": {stage: float(np.median(v)) for stage, v in stages.items()}}
+    return rows
+
+
 def optical_flow_timings(repeats: int) -> dict[str, dict[str, float]]:
     """DIS flow of one frame pair (``flow.source: dis``), per preset, at 1242×375 and 1920×1080.
 
@@ -637,6 +698,9 @@ def format_table(report: dict) -> str:
                      f"in all ({values['per_camera_latency_ms']:.0f} ms per camera frame)")
     for name, values in report.get("postprocessing", {}).items():
         lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (the 10-instance frame)")
+    for name, values in report.get("whole_frame", {}).items():
+        lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (whole frame, width "
+                     f"{values['width']:g}, {values['instances']} instances)")
     for name, values in report.get("optical_flow", {}).items():
         lines.append(f"{name:<30}{values['median_ms']:>21.1f} / {values['p95_ms']:>8.1f}   (one frame pair, OpenCV's threads)")
     for name, values in report.get("association", {}).items():
@@ -668,6 +732,7 @@ def run_benchmark(threads: list[int], repeats: int, out: Path | None, quick: boo
     }
     report["cameras"] = camera_scaling(max(threads), (1, 2) if quick else (1, 2, 4, 6), rounds=2 if quick else 5)
     report["postprocessing"] = postprocessing_timings(repeats)
+    report["whole_frame"] = whole_frame_timings(3 if quick else max(3, repeats // 4), max(threads), width=0.25 if quick else 1.0)
     report["optical_flow"] = optical_flow_timings(repeats)
     report["association"] = cue_timings(repeats)
     if end_to_end is not None:

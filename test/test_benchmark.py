@@ -44,6 +44,11 @@ def test_quick_benchmark_reports_every_stage(tmp_path):
     assert 0 < full["share_of_peak"] and "of the fp32 peak" in table
     for name in ("clustering_numpy", "clustering_torch_cpu", "point_sampling_torch_cpu", "rle_runs_torch_cpu"):
         assert report["postprocessing"][name]["median_ms"] > 0 and name in table
+    # the whole frame through the pipeline on torch, post-processing on the host and on the device
+    for where in ("host", "device"):
+        row = report["whole_frame"][f"frame_torch_cpu_postprocessing_{where}"]
+        assert row["instances"] == 10 and row["median_ms"] >= row["stages_median_ms"]["segmentation_network"] > 0
+        assert f"frame_torch_cpu_postprocessing_{where}" in table
     # cameras in one process: batched, one frame at a time, and one thread per camera (as nodes)
     for mode in ("batched", "one_at_a_time", "threads_shared", "threads_separate"):
         row = report["cameras"][f"cameras_2_{mode}"]
