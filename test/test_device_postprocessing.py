@@ -71,6 +71,11 @@ def test_point_clouds_are_identical_with_the_same_generator():
     for field in ("instance_ids", "points", "boxes", "bboxes", "pixel_counts"):
         np.testing.assert_array_equal(getattr(clouds, field), getattr(expected, field), err_msg=field)
     np.testing.assert_array_equal(device_points.numpy(), expected.points)
+    kept, kept_points = sample_points_torch(torch.from_numpy(labels), torch.from_numpy(image), np.random.default_rng(4),
+                                            num_foreground=200, num_environment=100, points_to_host=False)
+    assert kept.points.shape == (expected.points.shape[0], 0, 8)  # nothing copied for the points
+    np.testing.assert_array_equal(kept.bboxes, expected.bboxes)
+    np.testing.assert_array_equal(kept_points.numpy(), expected.points)
     empty, _ = sample_points_torch(torch.zeros((5, 5), dtype=torch.int32), torch.from_numpy(image[:5, :5]),
                                    np.random.default_rng(0))
     assert empty.points.shape == (0, 1500, 8)
@@ -126,6 +131,25 @@ def test_the_pipeline_tracks_identically_with_postprocessing_on_the_device(drive
         assert set(device.latency_ms) == set(on_device.stage_names)
         instances += len(host.instances)
     assert instances > 5  # the shipped car model found cars, so the comparison covered them
+
+
+def test_an_embedding_backend_without_tensors_gets_the_points_on_the_host(drive):
+    from mots_ros.backends import create_backend
+    from mots_ros.config import preset
+    from mots_ros.datatypes import Frame
+    from mots_ros.pipeline import MotsPipeline
+
+    config = preset("car").replace(**{"inference.backend": "torch"})
+    onnx_embedding = create_backend("embedding", config.replace(**{"inference.backend": "onnxruntime"}))
+    on_host = MotsPipeline.from_config(config, embedding_backend=onnx_embedding)
+    on_device = MotsPipeline.from_config(config.replace(**{"inference.postprocessing": "device"}),
+                                         embedding_backend=onnx_embedding)
+    for index, image in enumerate(drive[:3]):
+        frame = Frame(image, stamp_ns=index * 100_000_000, frame_index=index)
+        host, device = on_host.process(frame), on_device.process(frame)
+        assert host.instances and tracks_of(device) == tracks_of(host)
+        for a, b in zip(device.instances, host.instances):
+            np.testing.assert_array_equal(a.embedding, b.embedding)  # the same host points into the same runtime
 
 
 def test_postprocessing_on_the_device_is_refused_for_a_backend_that_cannot_keep_its_output():

@@ -44,7 +44,8 @@ class Embedder:
     def sample_on_device(self, labels: Any, image_rgb: np.ndarray) -> tuple[PointClouds, Any]:
         """:meth:`sample` of a label map on a torch device: the clouds, and their points as a tensor there.
 
-        The same generator draws the same points as :meth:`sample` (only pixel counts come to the host).
+        The same generator draws the same points as :meth:`sample` (only pixel counts come to the
+        host). The points are copied to the host only for a backend that cannot take the tensor.
         """
         import torch
 
@@ -53,7 +54,8 @@ class Embedder:
         cfg = self.config
         image_bgr = torch.from_numpy(np.ascontiguousarray(image_rgb[..., ::-1])).to(labels.device)
         return sample_points_torch(labels, image_bgr, self.rng, num_foreground=cfg.num_foreground_points,
-                                   num_environment=cfg.num_environment_points, context_ratio=cfg.context_ratio)
+                                   num_environment=cfg.num_environment_points, context_ratio=cfg.context_ratio,
+                                   points_to_host=not hasattr(self.backend, "run_on_device"))
 
     def embed(self, clouds: PointClouds, device_points: Any = None) -> np.ndarray:
         """``(K, 32) float32`` embeddings; an empty frame gives ``(0, 32)`` without running the network.
@@ -61,7 +63,7 @@ class Embedder:
         ``device_points`` (from :meth:`sample_on_device`) is used instead of ``clouds.points`` when
         the backend takes tensors on its device (torch), so the points never leave it.
         """
-        if clouds.points.shape[0] == 0:
+        if clouds.boxes.shape[0] == 0:
             return np.zeros((0, 32), np.float32)
         on_device = device_points is not None and hasattr(self.backend, "run_on_device")
         embeddings = self.backend.run(device_points if on_device else clouds.points, clouds.boxes)

@@ -126,12 +126,14 @@ def column_runs_torch(labels: Any, instance_ids: list[int]) -> list[np.ndarray]:
 
 
 def sample_points_torch(labels: Any, image_bgr: Any, rng: np.random.Generator, *, num_foreground: int = 1000,
-                        num_environment: int = 500, context_ratio: float = CONTEXT_RATIO) -> tuple[PointClouds, Any]:
+                        num_environment: int = 500, context_ratio: float = CONTEXT_RATIO,
+                        points_to_host: bool = True) -> tuple[PointClouds, Any]:
     """:func:`mots_ros.embedding.points.sample_points` with the map and the ``(H, W, 3) uint8`` image as device tensors.
 
     Returns:
-        ``(clouds, points)``: the clouds with numpy fields for the host (their ``points`` too), and
-        the same ``(K, N, 8)`` points as a tensor on the device, ready for a torch embedding network.
+        ``(clouds, points)``: the clouds with numpy fields for the host, and the same ``(K, N, 8)``
+        points as a tensor on the device, ready for a torch embedding network. With
+        ``points_to_host`` False the clouds' ``points`` stay ``(K, 0, 8)``: nothing is copied for them.
     """
     torch = _torch()
     device = labels.device
@@ -206,7 +208,8 @@ def sample_points_torch(labels: Any, image_bgr: Any, rng: np.random.Generator, *
     environment[~has_environment] = 0.0
     points = torch.cat([foreground, environment], 1)
     bboxes_host = bboxes.cpu().numpy().astype(np.int64)
-    clouds = PointClouds(instance_ids.cpu().numpy().astype(np.int64), points.cpu().numpy(),
+    host_points = points.cpu().numpy() if points_to_host else np.zeros((k, 0, 8), np.float32)
+    clouds = PointClouds(instance_ids.cpu().numpy().astype(np.int64), host_points,
                          (bboxes_host.astype(np.float32) / BOX_NORMALISER).astype(np.float32), bboxes_host,
                          pixel_counts.cpu().numpy().astype(np.int64))
     return clouds, points
