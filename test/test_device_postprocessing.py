@@ -176,3 +176,20 @@ def test_cameras_with_postprocessing_on_the_device_track_as_alone(drive):
         results, problems = cameras.process({"front": frame, "rear": Frame(image[:, ::-1].copy(), frame.stamp_ns, index)})
         assert not problems and set(results) == {"front", "rear"}
         assert tracks_of(results["front"]) == tracks_of(alone.process(frame))
+
+
+@pytest.mark.slow
+def test_the_gpu_check_script_runs_here_and_finds_the_paths_identical(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check.json"
+    subprocess.run([sys.executable, str(root / "tools" / "gpu_check.py"), "--out", str(out), "--frames", "2",
+                    "--repeats", "1", "--width", "0.25"], check=True, timeout=600, capture_output=True)
+    report = json.loads(out.read_text())
+    cpu = report["postprocessing_on_device"]["cpu"]
+    assert cpu["frames"] == cpu["identical_frames"] == 2 and cpu["instances"] > 0
+    assert report["whole_frame"]["frame_torch_cpu_postprocessing_device"]["instances"] == 10
