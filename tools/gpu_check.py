@@ -29,13 +29,10 @@ from mots_ros.backends import create_backend
 from mots_ros.benchmark import machine_description, whole_frame_timings
 from mots_ros.config import preset
 from mots_ros.datatypes import Frame
+from mots_ros.export import max_relative_error
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.segmenters.spatial_embedding import to_network_input
 from mots_ros.synthetic.driving import DrivingConfig, DrivingScene
-
-
-def relative_error(found: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.abs(found - expected).max() / max(float(np.abs(expected).max()), 1e-12))
 
 
 def parity(images: list[np.ndarray], devices: list[str]) -> dict[str, float]:
@@ -49,10 +46,10 @@ def parity(images: list[np.ndarray], devices: list[str]) -> dict[str, float]:
     errors = {}
     for device in devices:
         backends = {n: create_backend(n, config.replace(**{"inference.device": device})) for n in reference}
-        errors[f"segmentation_{device}"] = max(relative_error(backends["segmentation"].run(x), reference["segmentation"].run(x))
-                                               for x in inputs)
-        errors[f"embedding_{device}"] = relative_error(backends["embedding"].run(points, boxes),
-                                                       reference["embedding"].run(points, boxes))
+        errors[f"segmentation_{device}"] = max(
+            max_relative_error(reference["segmentation"].run(x), backends["segmentation"].run(x)) for x in inputs)
+        errors[f"embedding_{device}"] = max_relative_error(reference["embedding"].run(points, boxes),
+                                                           backends["embedding"].run(points, boxes))
     return errors
 
 

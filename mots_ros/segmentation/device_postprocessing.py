@@ -152,12 +152,8 @@ def sample_points_torch(labels: Any, image_bgr: Any, rng: np.random.Generator, *
     flat, instance = flat[order], instance[order]
     rows, cols = flat // width, flat % width
     pixel_counts = torch.bincount(instance, minlength=k)
-    big = height + width + 1
-    y0 = torch.full((k,), big, device=device, dtype=torch.long).scatter_reduce(0, instance, rows, "amin")
-    y1 = torch.full((k,), -1, device=device, dtype=torch.long).scatter_reduce(0, instance, rows, "amax")
-    x0 = torch.full((k,), big, device=device, dtype=torch.long).scatter_reduce(0, instance, cols, "amin")
-    x1 = torch.full((k,), -1, device=device, dtype=torch.long).scatter_reduce(0, instance, cols, "amax")
-    bboxes = torch.stack([x0, y0, x1, y1], 1)
+    bboxes = _instance_boxes(instance, rows, cols, k)
+    x0, y0, x1, y1 = bboxes.unbind(1)
 
     def span(first: Any, last: Any, size: int) -> tuple[Any, Any]:
         grow = torch.floor(context_ratio * (last + 1 - first).double()).long()
@@ -228,22 +224,25 @@ def _features_torch(image_bgr: Any, rows: Any, cols: Any, centre_row: Any, centr
 def label_boxes_torch(labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """:func:`mots_ros.masks.label_boxes` of a map on the device: only the ids and boxes come back."""
     torch = _torch()
-    height, width = labels.shape
+    width = labels.shape[1]
     flat = torch.nonzero(labels.reshape(-1) > 0).reshape(-1)
     values = labels.reshape(-1)[flat].long()
     ids = torch.unique(values)
     if ids.numel() == 0:
         return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
-    instance = torch.searchsorted(ids, values)
-    rows, cols = flat // width, flat % width
-    k, big = int(ids.numel()), height + width + 1
-
-    def reduce(values: Any, start: int, how: str) -> Any:
-        return torch.full((k,), start, device=labels.device, dtype=torch.long).scatter_reduce(0, instance, values, how)
-
-    boxes = torch.stack([reduce(cols, big, "amin"), reduce(rows, big, "amin"), reduce(cols, -1, "amax"),
-                         reduce(rows, -1, "amax")], 1)
+    boxes = _instance_boxes(torch.searchsorted(ids, values), flat // width, flat % width, int(ids.numel()))
     return ids.cpu().numpy().astype(np.int64), boxes.cpu().numpy().astype(np.int64)
+
+
+def _instance_boxes(instance: Any, rows: Any, cols: Any, k: int) -> Any:
+    """Inclusive ``(K, 4)`` ``(x0, y0, x1, y1)`` boxes of pixels given by row, column and instance index."""
+    torch = _torch()
+
+    def reduce(values: Any, how: str) -> Any:
+        start = torch.iinfo(torch.long).max if how == "amin" else -1
+        return torch.full((k,), start, device=values.device, dtype=torch.long).scatter_reduce(0, instance, values, how)
+
+    return torch.stack([reduce(cols, "amin"), reduce(rows, "amin"), reduce(cols, "amax"), reduce(rows, "amax")], 1)
 
 
 def resize_labels_nearest_torch(labels: Any, height: int, width: int) -> Any:

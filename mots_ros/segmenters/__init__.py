@@ -80,11 +80,6 @@ class DeviceSegmentation:
     scores: np.ndarray
     latency_ms: dict[str, float] = field(default_factory=dict)
 
-    def on_host(self) -> Segmentation:
-        """The same segmentation with the map copied to the host, for code that needs numpy."""
-        return Segmentation(self.labels.cpu().numpy(), self.instance_ids, self.class_ids, self.scores,
-                            dict(self.latency_ms))
-
 
 @runtime_checkable
 class Segmenter(Protocol):

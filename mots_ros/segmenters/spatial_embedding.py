@@ -12,7 +12,7 @@ import numpy as np
 from mots_ros.backends import InferenceBackend, create_backend
 from mots_ros.config import Config, SegmentationConfig
 from mots_ros.datatypes import Frame
-from mots_ros.errors import BackendError, InputError
+from mots_ros.errors import InputError
 from mots_ros.segmentation.clustering import check_raw_output, cluster_with_scores
 from mots_ros.segmenters import DeviceSegmentation, Segmentation
 
@@ -225,14 +225,12 @@ class SpatialEmbeddingSegmenter:
     def segment_on_device(self, image_rgb: np.ndarray) -> DeviceSegmentation:
         """:meth:`segment` with the clustering done in torch where the network ran; the map stays there.
 
-        On CPU torch it gives the same map, ids and scores as :meth:`segment` (tested), so the
+        Needs a backend with ``run_on_device`` (:attr:`runs_on_device`; MotsPipeline refuses others
+        when it is built). On CPU torch it gives the same map, ids and scores as :meth:`segment` (tested), so the
         choice of ``inference.postprocessing`` never changes tracks.
         """
         from mots_ros.segmentation.device_postprocessing import cluster_with_scores_torch, resize_labels_nearest_torch
 
-        if not self.runs_on_device:
-            raise BackendError(f"inference.postprocessing device needs the torch backend, but {self.backend_name} runs "
-                               "the segmentation network; use inference.postprocessing host")
         cfg = self.config
         started = time.perf_counter()
         network_image = self._network_image(image_rgb)
