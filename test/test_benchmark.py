@@ -1,11 +1,14 @@
 """`mots-ros bench` runs every stage the issue lists and writes a usable report (no timing asserted)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 import torch
 
+from conftest import REPO
 from mots_ros.benchmark import network_gflop, run_benchmark
 from mots_ros.nodes.commands import message_serializer
 
@@ -75,3 +78,12 @@ def test_a_slow_matmul_probe_is_called_twice_and_not_tried_larger(monkeypatch):
     peaks = benchmark.matmul_peak_gflops(1, sizes=(128, 64))
     assert peaks["fp32"] > 0 and peaks["bf16"] > 0
     assert calls == [64, 64, 64, 64]  # fp32 and bf16 twice each at the smallest size, never at 128
+
+
+def test_the_official_frame_tool_names_a_folder_that_is_not_the_official_code(tmp_path):
+    # The official code cannot be shipped or fetched here; what can be checked is the refusal.
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "official_frame.py"), "--official", str(tmp_path),
+                           "--out", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert f"{tmp_path} is not a checkout of detectRecog/PointTrack" in done.stderr
+    assert not (tmp_path / "out.json").exists()
