@@ -39,14 +39,14 @@ from mots_ros.benchmark import (FRAME_HEIGHT, FRAME_WIDTH, NUM_INSTANCES, _backe
 from mots_ros.config import preset
 from mots_ros.embedding.embedder import Embedder
 from mots_ros.embedding.network import PointTrackNet
-from mots_ros.export import export_embedding, export_segmentation
+from mots_ros.export import export_embedding, export_segmentation, max_relative_error
 from mots_ros.images import decode_image
 from mots_ros.pipeline import MotsPipeline
 from mots_ros.segmentation.network import SpatialEmbeddingNet
 from mots_ros.segmenters.spatial_embedding import SpatialEmbeddingSegmenter, to_network_input
 from mots_ros.tracker import Tracker
 
-CPU_STAGES = ("clustering", "point_sampling", "association", "rle_encoding")
+PIPELINE_STAGES = ("clustering", "point_sampling", "association", "rle_encoding")  # timed inside MotsPipeline
 OFFICIAL = "official code, torch fp32 (no point sampling, association or RLE)"
 
 
@@ -72,10 +72,6 @@ def import_official(folder: Path):
     official_utils = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(official_utils)
     return BranchedERFNet, TrackerOffsetEmb, official_utils.Cluster
-
-
-def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def measure(official_folder: Path, threads: int, se_repeats: int, repeats: int) -> dict:
@@ -105,10 +101,10 @@ def measure(official_folder: Path, threads: int, se_repeats: int, repeats: int) 
         return cluster.cluster_mots_wo_points(prediction, n_sigma=2, threshold=0.94, min_pixel=160)
 
     with torch.no_grad():
-        checks["segmentation_max_relative_difference"] = relative_difference(official_segmentation(image_tensor),
-                                                                             segmentation(image_tensor))
-        checks["embedding_max_relative_difference"] = relative_difference(
-            official_embedding(points, None, boxes, infer=True), embedding(points[0], boxes[0]))
+        checks["segmentation_max_relative_difference"] = max_relative_error(segmentation(image_tensor).numpy(),
+                                                                            official_segmentation(image_tensor).numpy())
+        checks["embedding_max_relative_difference"] = max_relative_error(
+            embedding(points[0], boxes[0]).numpy(), official_embedding(points, None, boxes, infer=True).numpy())
         checks["official_instances_found"] = int(official_clustering().max())
         rows["official_se_forward"] = time_call(lambda: official_segmentation(image_tensor), se_repeats)
         rows["official_clustering"] = time_call(official_clustering, repeats)
@@ -128,11 +124,11 @@ def measure(official_folder: Path, threads: int, se_repeats: int, repeats: int) 
                                 Embedder(embedding_backend, config.embedding), Tracker(config.tracker))
         timings = pipeline_stage_timings(pipeline, [image], repeats)
         rows[f"embedding_forward_{runtime}"] = timings["embedding_network"]
-        for stage in CPU_STAGES:
+        for stage in PIPELINE_STAGES:
             rows[f"{stage}_{runtime}"] = timings[stage]
 
     ms = {name: row["median_ms"] for name, row in rows.items()}
-    cpu = ms["decode_rgb8"] + sum(ms[f"{stage}_onnxruntime"] for stage in CPU_STAGES)
+    cpu = ms["decode_rgb8"] + sum(ms[f"{stage}_onnxruntime"] for stage in PIPELINE_STAGES)
     frames = {
         OFFICIAL: ms["official_se_forward"] + ms["official_clustering"] + ms["official_embedding_forward"],
         "this package, torch fp32": ms["se_forward_torch"] + ms["embedding_forward_torch"] + cpu,
